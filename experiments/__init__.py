@@ -1,0 +1,1 @@
+"""absl experiment binaries, one per experiment of the paper: `python -m experiments.NAME`."""

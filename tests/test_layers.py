@@ -1,0 +1,124 @@
+"""The layer (eq. 6, 9), its activations (eq. 14-16) and the safe norms."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import unitary_enn as uenn
+
+COMPLEX = [jnp.complex64, jnp.complex128]
+REAL = [jnp.float32, jnp.float64]
+
+
+def _random(key, shape, dtype):
+  dtype = jnp.dtype(dtype)
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    kr, ki = jax.random.split(key)
+    real = jnp.finfo(dtype).dtype
+    return (jax.random.normal(kr, shape, real) + 1j * jax.random.normal(ki, shape, real)).astype(dtype)
+  return jax.random.normal(key, shape, dtype)
+
+
+def _layer(key, m_in, m_out, dtype):
+  k1, k2 = jax.random.split(key)
+  p = uenn.init_dense(k1, m_in, m_out, dtype)
+  p["b"] = _random(k2, (m_in, m_out), dtype)  # b = 0 at init would hide the e b term
+  return p
+
+
+@pytest.mark.parametrize("dtype", COMPLEX)
+@pytest.mark.parametrize("n", [2, 3, 5])
+def test_dense_layer_is_unitary_equivariant(n, dtype):
+  key = jax.random.PRNGKey(n)
+  p = _layer(key, 4, 6, dtype)
+  x = _random(jax.random.PRNGKey(10 + n), (7, n, 4), dtype)
+  uenn.assert_equivariant(lambda v: uenn.equivariant_dense(p, v), x, key=jax.random.PRNGKey(1))
+
+
+@pytest.mark.parametrize("dtype", REAL)
+def test_dense_layer_is_orthogonal_equivariant_with_reflections(dtype):
+  p = _layer(jax.random.PRNGKey(0), 5, 3, dtype)
+  x = _random(jax.random.PRNGKey(1), (4, 3, 5), dtype)
+  uenn.assert_equivariant(lambda v: uenn.equivariant_dense(p, v), x, key=jax.random.PRNGKey(2),
+                          num_trials=5, reflection=True)
+
+
+@pytest.mark.parametrize("act", [uenn.softsign, uenn.identity,
+                                 functools.partial(uenn.vector_leaky_relu, c=1.5, k=0.1),
+                                 functools.partial(uenn.vector_leaky_relu, c=1.0, k=0.0)])
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.float64])
+def test_activations_are_equivariant(act, dtype):
+  u = _random(jax.random.PRNGKey(3), (6, 3, 8), dtype)
+  uenn.assert_equivariant(act, u, key=jax.random.PRNGKey(4))
+
+
+def test_activation_formulas():
+  u = jnp.array([[3.0, 0.1], [4.0, 0.0]])  # columns of norm 5 and 0.1
+  np.testing.assert_allclose(uenn.softsign(u), u / (1 + jnp.array([5.0, 0.1])) + 0.1 * u, rtol=1e-12)
+  np.testing.assert_allclose(uenn.vector_leaky_relu(u, c=1.0, k=0.2), u * jnp.array([1.0, 0.2]), rtol=1e-12)
+  # The vector leaky ReLU thresholds on the norm, not on components.
+  v = jnp.array([[0.8], [0.8]])  # norm 1.13 > 1, every component < 1
+  np.testing.assert_allclose(uenn.vector_leaky_relu(v, c=1.0, k=0.0), v)
+  with pytest.raises(ValueError, match="k must satisfy"):
+    uenn.vector_leaky_relu(u, c=1.0, k=1.0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.complex128])
+def test_norm_and_unit_vectors_finite_at_zero(dtype):
+  x = jnp.zeros((3, 2), dtype)
+  assert float(uenn.safe_norm(x).max()) == 0.0
+  assert np.all(np.asarray(uenn.unit_vectors(x)) == 0)
+  f = lambda x: jnp.sum(jnp.abs(uenn.unit_vectors(x)) ** 2) + jnp.sum(uenn.safe_norm(x))
+  g = jax.grad(f)(x)
+  assert np.all(np.isfinite(np.asarray(g)))
+  # The gradient of the norm away from 0 is the unit vector (for real data).
+  if dtype == jnp.float64:
+    y = jnp.array([[3.0], [4.0]])
+    np.testing.assert_allclose(jax.grad(lambda y: uenn.safe_norm(y).sum())(y), y / 5.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float64, jnp.complex128])
+def test_layer_value_and_gradient_finite_with_zero_columns(dtype):
+  p = _layer(jax.random.PRNGKey(0), 3, 2, dtype)
+  x = _random(jax.random.PRNGKey(1), (3, 3), dtype).at[:, 1].set(0)  # one zero input vector
+  for inp in (x, jnp.zeros_like(x)):
+    y = uenn.equivariant_dense(p, inp)
+    assert np.all(np.isfinite(np.asarray(y)))
+    loss = lambda p, v: jnp.sum(jnp.abs(uenn.softsign(uenn.equivariant_dense(p, v))) ** 2)
+    gp, gx = jax.grad(loss, argnums=(0, 1))(p, inp)
+    assert all(np.all(np.isfinite(np.asarray(l))) for l in jax.tree.leaves((gp, gx)))
+  # e = 0 for the zero column, so the b row of that input contributes nothing.
+  e = uenn.unit_vectors(x)
+  np.testing.assert_array_equal(np.asarray(e[:, 1]), 0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.complex128, jnp.float64])
+def test_scalar_features_equivariance(dtype):
+  """x' = (x, h) in C^(n+m) is acted on by U' = diag(U, I_m) (Sec. 3.3)."""
+  n, m = 3, 2
+  p = _layer(jax.random.PRNGKey(5), 4, 5, dtype)
+  x = _random(jax.random.PRNGKey(6), (8, n + m, 4), dtype)
+  f = lambda v: uenn.softsign(uenn.equivariant_dense(p, v, n_features=m))
+  uenn.assert_equivariant(f, x, key=jax.random.PRNGKey(7), n_features=m)
+  # The feature rows of e' are 1: the feature-row bias is the column sum of b, one scalar per output.
+  e = uenn.augmented_unit_vectors(x, m)
+  np.testing.assert_allclose(np.asarray(e[:, n:, :]), 1.0)
+  np.testing.assert_allclose(np.asarray(uenn.safe_norm(e[:, :n, :])), 1.0, rtol=1e-6)
+
+
+def test_glorot_init_statistics():
+  w = uenn.glorot_uniform(jax.random.PRNGKey(0), (300, 500), jnp.float64)
+  limit = np.sqrt(6 / 800)
+  assert float(jnp.abs(w).max()) <= limit
+  np.testing.assert_allclose(float(jnp.var(w)), limit ** 2 / 3, rtol=0.02)
+  wc = uenn.glorot_uniform(jax.random.PRNGKey(0), (300, 500), jnp.complex128)
+  np.testing.assert_allclose(float(jnp.mean(jnp.abs(wc) ** 2)), limit ** 2 / 3, rtol=0.02)
+  np.testing.assert_allclose(float(jnp.var(wc.real)), float(jnp.var(wc.imag)), rtol=0.05)
+
+
+def test_unknown_activation_name():
+  with pytest.raises(ValueError, match="unknown activation 'relu'"):
+    uenn.get_activation("relu")

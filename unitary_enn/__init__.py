@@ -1,0 +1,14 @@
+"""unitary_enn: unitary-equivariant feedforward neural networks (Ma & Chan, Neural Networks 2023) in JAX."""
+
+from unitary_enn.layers import (ACTIVATIONS, augmented_unit_vectors, equivariant_dense, get_activation,
+                                glorot_uniform, identity, init_dense, safe_norm, softsign, unit_vectors,
+                                vector_leaky_relu)
+from unitary_enn.network import (UENN, EquivariantDense, apply_invariant_head, apply_mlp, apply_uenn,
+                                 count_params, init_invariant_head, init_mlp, init_uenn, invariant_features,
+                                 num_invariants, scalar_softsign, vector_norms)
+from unitary_enn.fire import ScaleByFireState, conjugate_complex_grads, fire, scale_by_fire
+from unitary_enn.potentials import (AMU, ARGON_EPSILON, ARGON_MASS, ARGON_SIGMA, KB, lj_energy, lj_forces,
+                                    lj_forces_reference, lj_pair_energy)
+from unitary_enn.testing import assert_equivariant, assert_invariant, random_unitary
+
+__version__ = "0.1.0"

@@ -1,0 +1,150 @@
+"""Files: training checkpoints, trained force models, results and metrics.
+
+A workdir of a training run holds
+  checkpoint.pkl   the latest training state (resume point), written atomically
+  model.pkl        the best-on-validation model with what is needed to use it (`load_force_field`)
+  metrics.jsonl    one JSON line per evaluation
+  results.json     the headline figures of the run
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from unitary_enn import checks
+
+CHECKPOINT = "checkpoint.pkl"
+MODEL = "model.pkl"
+METRICS = "metrics.jsonl"
+RESULTS = "results.json"
+
+
+def _to_numpy(tree):
+  return jax.tree.map(lambda x: np.asarray(x) if isinstance(x, (jax.Array, np.ndarray)) else x, tree)
+
+
+def save_pickle(path: str, obj: Any) -> None:
+  """Pickle `obj` (JAX arrays converted to NumPy) atomically: a kill mid-write leaves the old file intact."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "wb") as f:
+    pickle.dump(_to_numpy(obj), f, protocol=pickle.HIGHEST_PROTOCOL)
+  os.replace(tmp, path)
+
+
+def load_pickle(path: str) -> Any:
+  with open(path, "rb") as f:
+    return pickle.load(f)
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Write JSON atomically (NumPy scalars and arrays become plain numbers and lists)."""
+  def default(o):
+    if isinstance(o, (np.ndarray, jax.Array)):
+      return np.asarray(o).tolist()
+    if isinstance(o, np.generic):
+      return o.item()
+    raise TypeError(f"not JSON serializable: {type(o)}")
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, default=default)
+    f.write("\n")
+  os.replace(tmp, path)
+
+
+def append_jsonl(path: str, record: dict) -> None:
+  with open(path, "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: str) -> list[dict]:
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def package_versions() -> dict[str, str]:
+  """Versions of the packages a result depends on, for results.json."""
+  import importlib.metadata as md
+  import platform
+  out = {"python": platform.python_version()}
+  for name in ("unitary_enn", "jax", "jaxlib", "jax-md", "flax", "optax", "numpy", "ml-collections"):
+    try:
+      out[name] = md.version(name)
+    except md.PackageNotFoundError:
+      out[name] = "not installed"
+  return out
+
+
+def save_model(workdir: str, model: dict) -> None:
+  """Store a trained model: a dict with "kind" and whatever its `kind` needs to rebuild the force field."""
+  if "kind" not in model:
+    raise ValueError("model dict needs a 'kind'")
+  save_pickle(os.path.join(workdir, MODEL), model)
+
+
+def load_model(workdir: str) -> dict:
+  path = os.path.join(workdir, MODEL)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no trained model in {workdir!r} (expected {MODEL}); run a training "
+                            "experiment with --workdir pointing there first")
+  return load_pickle(path)
+
+
+_FORCE_FIELDS: dict[str, Callable[[dict], Callable]] = {}
+
+
+def register_force_field(kind: str):
+  """Decorator: register a builder `model dict -> forces(positions, box=None)` for a model kind."""
+  def deco(builder):
+    _FORCE_FIELDS[kind] = builder
+    return builder
+  return deco
+
+
+def load_force_field(workdir: str) -> Callable:
+  """The force field of a trained run: `forces(positions, box=None)`, positions `(N, 3)` A -> `(N, 3)` eV/A.
+
+  Works for any experiment workdir that trained a force model (the four-atom model takes N = 4).
+  """
+  model = load_model(workdir)
+  kind = model["kind"]
+  if kind not in _FORCE_FIELDS:
+    raise ValueError(f"model kind {kind!r} in {workdir!r} has no force field; known: {sorted(_FORCE_FIELDS)}")
+  return _FORCE_FIELDS[kind](model)
+
+
+@register_force_field("four_body")
+def _four_body_force_field(model: dict) -> Callable:
+  from unitary_enn.data import relative_vectors
+  from unitary_enn.network import apply_uenn
+
+  params = jax.tree.map(jnp.asarray, model["params"])
+  in_scale = jnp.asarray(model["scales"]["inputs"], params[0]["W"].real.dtype)
+  out_scale = jnp.asarray(model["scales"]["targets"], params[0]["W"].real.dtype)
+  n_atoms = int(model["n_atoms"])
+  activation = model.get("activation", "softsign")
+
+  @jax.jit
+  def _forces(positions):
+    x = relative_vectors(positions.astype(in_scale.dtype)) / in_scale
+    y = apply_uenn(params, x, activation=activation) * out_scale
+    return jnp.swapaxes(y, -1, -2)
+
+  def forces(positions, box=None):
+    """Predicted forces `(..., 4, 3)` in eV/A for positions `(..., 4, 3)` in A (free cluster)."""
+    if box is not None:
+      raise ValueError("the four-atom model is a free cluster: box must be None")
+    checks.check_shape("positions", positions, (..., n_atoms, 3))
+    checks.check_finite("positions", positions)
+    return _forces(jnp.asarray(positions))
+
+  return forces

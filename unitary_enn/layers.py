@@ -1,0 +1,157 @@
+"""The equivariant layer of Ma & Chan (2023), Sec. 3.2, and its vector activations.
+
+Layout contract: a layer input `x` has shape `(..., n + m, M)`: the last axis indexes the M vectors
+("nodes"), the axis before it their coordinates (n vector coordinates, then m invariant scalar features,
+Sec. 3.3), and batch axes lead. A unitary U in U(n) (orthogonal in O(n) for real data) acts on the first n
+rows of that axis: U' = diag(U, I_m).
+
+Everything here is pure and jit/vmap/grad-able, for real and complex dtypes. Every norm is "safe": its value
+and gradient are finite at 0 (SPEC 1, the double-`where` pattern of jax-md's `util.safe_mask`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Activation = Callable[[Array], Array]
+
+
+def safe_norm(x: Array, axis: int = -2, keepdims: bool = True) -> Array:
+  """Euclidean (complex modulus) norm ||v|| = sqrt(sum_i |v_i|^2) with a finite gradient at 0.
+
+  Args:
+    x: real or complex array.
+    axis: the coordinate axis the norm runs over (default -2, the layout above).
+    keepdims: keep the reduced axis (size 1) so the result broadcasts against `x`.
+
+  Returns:
+    Real array of norms; the gradient at a zero vector is 0 instead of NaN.
+  """
+  sq = jnp.sum(jnp.real(x * jnp.conj(x)), axis=axis, keepdims=keepdims)
+  positive = sq > 0
+  # The inner `where` keeps sqrt's derivative away from 0 in the branch that is discarded, so the
+  # gradient of the masked branch is 0 rather than 0 * inf = NaN.
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
+
+
+def unit_vectors(x: Array, axis: int = -2) -> Array:
+  """e = x / ||x|| column by column (eq. 9), defined as 0 where x = 0, with finite gradients there."""
+  norm = safe_norm(x, axis=axis, keepdims=True)
+  positive = norm > 0
+  return jnp.where(positive, x / jnp.where(positive, norm, 1.0), 0.0)
+
+
+def augmented_unit_vectors(x: Array, n_features: int = 0) -> Array:
+  """e' = (x_vec / ||x_vec||, 1) for inputs carrying `n_features` scalar feature rows (Sec. 3.3).
+
+  The normalization covers the n vector coordinates only; the feature rows of e' are the constant 1, so the
+  bias of the feature rows is one scalar per output node.
+
+  Args:
+    x: `(..., n + n_features, M)`.
+    n_features: m, the number of trailing invariant feature rows.
+
+  Returns:
+    `(..., n + n_features, M)`, same dtype as `x`.
+  """
+  if n_features == 0:
+    return unit_vectors(x)
+  vec, feat = x[..., :-n_features, :], x[..., -n_features:, :]
+  return jnp.concatenate([unit_vectors(vec), jnp.ones_like(feat)], axis=-2)
+
+
+def glorot_uniform(key: Array, shape: tuple[int, int], dtype=jnp.float32) -> Array:
+  """Normalized Xavier init (Glorot & Bengio 2010): U(-l, l), l = sqrt(6 / (fan_in + fan_out)).
+
+  For a complex dtype the real and imaginary parts are drawn independently with half the variance each
+  (SPEC 1 decision), so E|w|^2 matches the real case.
+  """
+  fan_in, fan_out = shape
+  limit = jnp.sqrt(6.0 / (fan_in + fan_out))
+  dtype = jnp.dtype(dtype)
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    real_dtype = jnp.finfo(dtype).dtype
+    kr, ki = jax.random.split(key)
+    half = limit / jnp.sqrt(2.0)
+    re = jax.random.uniform(kr, shape, real_dtype, -half, half)
+    im = jax.random.uniform(ki, shape, real_dtype, -half, half)
+    return (re + 1j * im).astype(dtype)
+  return jax.random.uniform(key, shape, dtype, -limit, limit)
+
+
+def init_dense(key: Array, m_in: int, m_out: int, dtype=jnp.float32) -> dict[str, Array]:
+  """Parameters of one equivariant layer: W by normalized Xavier, b = 0 (Sec. 4.2). Both `(m_in, m_out)`."""
+  return {
+      "W": glorot_uniform(key, (m_in, m_out), dtype),
+      "b": jnp.zeros((m_in, m_out), dtype),
+  }
+
+
+def equivariant_dense(params: dict[str, Array], x: Array, n_features: int = 0) -> Array:
+  """y = x W + e b (eq. 6), with e = x / ||x|| (eq. 9) or e' of Sec. 3.3 when features are present.
+
+  Args:
+    params: {"W": `(M_in, M_out)`, "b": `(M_in, M_out)`}.
+    x: `(..., n + n_features, M_in)`.
+    n_features: number of trailing invariant feature rows.
+
+  Returns:
+    y: `(..., n + n_features, M_out)`. Equivariant: dense(U'x) = U' dense(x) for U' = diag(U, I).
+  """
+  e = augmented_unit_vectors(x, n_features)
+  return x @ params["W"] + e @ params["b"]
+
+
+def identity(u: Array) -> Array:
+  """The identity activation (eq. 15), used on the output layer."""
+  return u
+
+
+def softsign(u: Array, a: float = 0.1) -> Array:
+  """Softsign with residue, sigma(u) = u / (1 + ||u||) + a u (eq. 14), acting on each column of `u`.
+
+  Args:
+    u: `(..., n, M)`; the norm runs over axis -2.
+    a: the residue that keeps gradients alive for large ||u|| (the paper uses 0.1).
+  """
+  return u / (1.0 + safe_norm(u)) + a * u
+
+
+def vector_leaky_relu(u: Array, c: float = 1.0, k: float = 0.01) -> Array:
+  """Vector leaky ReLU (eq. 16): u where ||u|| >= c, else k u. k = 0 gives the vector ReLU.
+
+  Args:
+    u: `(..., n, M)`; the norm runs over axis -2.
+    c: threshold on the norm, c >= 0.
+    k: slope below the threshold, 0 <= k < 1.
+  """
+  if c < 0:
+    raise ValueError(f"vector_leaky_relu: c must be >= 0, got {c}")
+  if not 0 <= k < 1:
+    raise ValueError(f"vector_leaky_relu: k must satisfy 0 <= k < 1, got {k}")
+  return jnp.where(safe_norm(u) >= c, u, k * u)
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "softsign": softsign,
+    "identity": identity,
+    "vector_relu": functools.partial(vector_leaky_relu, k=0.0),
+    "vector_leaky_relu": vector_leaky_relu,
+}
+
+
+def get_activation(activation: str | Activation) -> Activation:
+  """An activation by name (one of `ACTIVATIONS`) or the callable itself."""
+  if callable(activation):
+    return activation
+  try:
+    return ACTIVATIONS[activation]
+  except KeyError:
+    raise ValueError(
+        f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)} or a callable"
+    ) from None

@@ -1,0 +1,211 @@
+"""Stacks of equivariant layers (Sec. 3.2), invariant heads (Sec. 3.6) and the scalar MLP baseline (Sec. 4.3).
+
+Contract:
+  init_uenn(key, sizes, *, dtype, n_features) -> params, a list of {"W", "b"} dicts, one per layer.
+  apply_uenn(params, x, ...) maps `(..., n + n_features, sizes[0])` to `(..., n + n_features, sizes[-1])`;
+  it is U(n)-equivariant for complex data and O(n)-equivariant for real data, for any n.
+  `UENN` is the same network as a Flax linen module (it calls the same functions).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from unitary_enn import checks
+from unitary_enn.layers import (Activation, equivariant_dense, get_activation, glorot_uniform,
+                                init_dense, safe_norm, softsign)
+
+Array = jax.Array
+Params = Any
+
+
+def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
+  sizes = tuple(int(s) for s in sizes)
+  if len(sizes) < 2 or any(s < 1 for s in sizes):
+    raise ValueError(f"sizes must list at least two positive layer widths, got {sizes}")
+  return sizes
+
+
+def init_uenn(key: Array, sizes: Sequence[int], *, dtype=jnp.float32, n_features: int = 0) -> Params:
+  """Initialize an equivariant network with vector widths `sizes` (input, hidden..., output).
+
+  Args:
+    key: PRNG key.
+    sizes: number of vector nodes per layer, e.g. (6, 50, 90, 100, 80, 50, 4) for Sec. 4.2.
+    dtype: float dtype for O(n) networks, complex dtype for U(n) networks.
+    n_features: accepted for symmetry with `apply_uenn`; the parameter shapes do not depend on it.
+
+  Returns:
+    A list of {"W": `(M_k, M_{k+1})`, "b": `(M_k, M_{k+1})`}; 2 * sum_k M_k M_{k+1} entries in all.
+  """
+  del n_features
+  sizes = _check_sizes(sizes)
+  keys = jax.random.split(key, len(sizes) - 1)
+  return [init_dense(k, m_in, m_out, dtype) for k, m_in, m_out in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def apply_uenn(params: Params,
+               x: Array,
+               *,
+               activation: str | Activation = softsign,
+               output_activation: str | Activation = "identity",
+               n_features: int = 0) -> Array:
+  """Run the network: x_{k+1} = sigma(x_k W_k + e_k b_k) (eq. 6, 12), identity on the last layer.
+
+  Args:
+    params: from `init_uenn`.
+    x: `(..., n + n_features, sizes[0])`.
+    activation: hidden-layer activation (name or callable); softsign with residue a = 0.1 by default.
+    output_activation: output-layer activation; identity by default (eq. 15).
+    n_features: number of trailing invariant scalar feature rows in `x` (Sec. 3.3).
+
+  Returns:
+    `(..., n + n_features, sizes[-1])`.
+  """
+  m_in = params[0]["W"].shape[0]
+  if x.ndim < 2 or x.shape[-1] != m_in:
+    raise ValueError(
+        f"x has shape {tuple(x.shape)}, expected (..., n + n_features, {m_in}): the last axis holds "
+        f"the {m_in} input vectors and the axis before it their coordinates")
+  if not 0 <= n_features < x.shape[-2]:
+    raise ValueError(f"n_features={n_features} must be >= 0 and leave at least one vector coordinate "
+                     f"in x.shape[-2]={x.shape[-2]}")
+  checks.check_finite("x", x)
+  act, out_act = get_activation(activation), get_activation(output_activation)
+  for i, layer in enumerate(params):
+    x = equivariant_dense(layer, x, n_features)
+    x = out_act(x) if i == len(params) - 1 else act(x)
+  return x
+
+
+class EquivariantDense(nn.Module):
+  """One equivariant layer y = x W + e b (eq. 6) as a Flax module; same math as `equivariant_dense`."""
+  features: int
+  n_features: int = 0
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    m_in = x.shape[-1]
+    w = self.param("W", lambda k, s: glorot_uniform(k, s, self.param_dtype), (m_in, self.features))
+    b = self.param("b", lambda k, s: jnp.zeros(s, self.param_dtype), (m_in, self.features))
+    return equivariant_dense({"W": w, "b": b}, x, self.n_features)
+
+
+class UENN(nn.Module):
+  """The unitary-equivariant feedforward network as a Flax linen module.
+
+  `sizes[0]` is taken from the input; `sizes[1:]` are the layer widths. `to_pure_params` converts its
+  variables to the list that `apply_uenn` takes, and the two give the same outputs.
+  """
+  sizes: Sequence[int]
+  activation: str | Activation = softsign
+  output_activation: str | Activation = "identity"
+  n_features: int = 0
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    act, out_act = get_activation(self.activation), get_activation(self.output_activation)
+    widths = tuple(self.sizes[1:])
+    for i, width in enumerate(widths):
+      x = EquivariantDense(width, self.n_features, self.param_dtype, name=f"layer_{i}")(x)
+      x = out_act(x) if i == len(widths) - 1 else act(x)
+    return x
+
+  @staticmethod
+  def to_pure_params(variables) -> Params:
+    """Flax variables of a `UENN` -> the parameter list used by `apply_uenn`."""
+    layers = variables["params"]
+    return [dict(layers[f"layer_{i}"]) for i in range(len(layers))]
+
+
+def count_params(params: Params) -> int:
+  """Number of real parameters: complex entries count twice (real and imaginary part)."""
+  return int(sum(np.size(p) * (2 if jnp.iscomplexobj(p) else 1) for p in jax.tree.leaves(params)))
+
+
+# --- Invariant heads (Sec. 3.6, SPEC 11) --------------------------------------------------------------
+
+
+def invariant_features(x: Array, n_features: int = 0) -> Array:
+  """Turn vectors into U(n)-invariant scalars: the Gram matrix G = x^H x and the feature rows.
+
+  For real x, G is symmetric: its upper triangle (norms squared on the diagonal, inner products off it)
+  gives M (M + 1) / 2 invariants. For complex x, G is Hermitian: the real diagonal plus the real and
+  imaginary parts of the upper triangle give M^2 invariants. Feature rows are invariant already.
+
+  Args:
+    x: `(..., n + n_features, M)`.
+    n_features: trailing invariant feature rows.
+
+  Returns:
+    Real `(..., n_invariants)`; `n_invariants = num_invariants(M, complex, n_features)`.
+  """
+  vec = x[..., :x.shape[-2] - n_features, :]
+  m = x.shape[-1]
+  gram = jnp.swapaxes(jnp.conj(vec), -1, -2) @ vec
+  iu = np.triu_indices(m)
+  parts = [jnp.real(gram[..., iu[0], iu[1]])]
+  if jnp.iscomplexobj(x):
+    ju = np.triu_indices(m, k=1)
+    parts.append(jnp.imag(gram[..., ju[0], ju[1]]))
+  if n_features:
+    feat = x[..., x.shape[-2] - n_features:, :]
+    parts += [jnp.real(feat).reshape(feat.shape[:-2] + (-1,))]
+    if jnp.iscomplexobj(feat):
+      parts.append(jnp.imag(feat).reshape(feat.shape[:-2] + (-1,)))
+  return jnp.concatenate(parts, axis=-1)
+
+
+def num_invariants(m: int, is_complex: bool = False, n_features: int = 0) -> int:
+  """Length of `invariant_features` for M vectors."""
+  n = m * (m + 1) // 2 + (m * (m - 1) // 2 if is_complex else 0)
+  return n + n_features * m * (2 if is_complex else 1)
+
+
+def scalar_softsign(u: Array, a: float = 0.1) -> Array:
+  """Scalar softsign with residue u / (1 + |u|) + a u, the scalar form of eq. 14."""
+  return u / (1.0 + jnp.abs(u)) + a * u
+
+
+def init_mlp(key: Array, sizes: Sequence[int], *, dtype=jnp.float32) -> Params:
+  """A conventional scalar MLP (Sec. 4.3): W by normalized Xavier `(d_in, d_out)`, b = 0 `(d_out,)`."""
+  sizes = _check_sizes(sizes)
+  keys = jax.random.split(key, len(sizes) - 1)
+  return [{"W": glorot_uniform(k, (a, b), dtype), "b": jnp.zeros((b,), dtype)}
+          for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def apply_mlp(params: Params, x: Array, *, activation=scalar_softsign) -> Array:
+  """Run the scalar MLP on `(..., sizes[0])`; `activation` on hidden layers, identity on the output."""
+  d_in = params[0]["W"].shape[0]
+  if x.shape[-1] != d_in:
+    raise ValueError(f"x has shape {tuple(x.shape)}, expected (..., {d_in})")
+  checks.check_finite("x", x)
+  for i, layer in enumerate(params):
+    x = x @ layer["W"] + layer["b"]
+    if i < len(params) - 1:
+      x = activation(x)
+  return x
+
+
+def init_invariant_head(key: Array, m: int, hidden: Sequence[int], n_out: int = 1, *,
+                        is_complex: bool = False, n_features: int = 0, dtype=jnp.float32) -> Params:
+  """An invariant head: `invariant_features` of M vectors -> scalar MLP with widths `hidden` -> n_out."""
+  return init_mlp(key, (num_invariants(m, is_complex, n_features), *hidden, n_out), dtype=dtype)
+
+
+def apply_invariant_head(params: Params, x: Array, *, n_features: int = 0) -> Array:
+  """Invariant scalars (e.g. an energy) from vectors `(..., n + n_features, M)` -> `(..., n_out)`."""
+  return apply_mlp(params, invariant_features(x, n_features))
+
+
+def vector_norms(x: Array) -> Array:
+  """||x^(alpha)|| of each column of `(..., n, M)` -> `(..., M)`; the simplest invariants."""
+  return safe_norm(x, keepdims=False)

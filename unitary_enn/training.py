@@ -1,0 +1,252 @@
+"""One generic, jitted training loop for every experiment.
+
+    result = train(loss_fn, params, train_xy, val_xy, config, workdir)
+
+* `loss_fn(params, inputs, targets) -> scalar` (mean squared error in standardized units, eq. 44).
+* `config` (an ml_collections ConfigDict or any attribute object) chooses the optimizer:
+    optimizer = "fire": full-batch FIRE (`config.fire`: the FIRE arguments, `variant` included), as in the paper;
+    optimizer = "adam": mini-batches of `batch_size`, warm-up then cosine decay of `learning_rate`.
+  and `steps`, `eval_every` (steps per jitted chunk; validation after each), `checkpoint_every`, `seed`,
+  optional `patience` (evaluations without improvement before stopping early; 0 = never).
+* Progress: one line per evaluation with the losses, steps/s and ETA. Metrics: `metrics.jsonl`.
+* Resume: the loop saves `checkpoint.pkl` (params, optimizer state, best params, PRNG key) and picks it up
+  when started again in the same workdir, continuing the same trajectory.
+* Complex parameters: the optimizers built here conjugate `jax.grad`'s output first (SPEC 4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from unitary_enn import io
+from unitary_enn.fire import conjugate_complex_grads, fire
+
+Array = jax.Array
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """The optimizer of a config: "fire" (full batch) or "adam" (mini-batch, warm-up + cosine decay)."""
+  name = config.optimizer
+  if name == "fire":
+    return fire(**dict(config.fire))
+  if name == "adam":
+    lr = float(config.learning_rate)
+    warmup = int(min(config.get("warmup_steps", 0), max(config.steps - 1, 0)))
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0 if warmup else lr, peak_value=lr, warmup_steps=warmup,
+        decay_steps=max(int(config.steps), warmup + 1), end_value=lr * float(config.get("end_lr_factor", 0.01)))
+    return optax.chain(conjugate_complex_grads(), optax.adam(schedule))
+  raise ValueError(f"unknown optimizer {name!r}; expected 'fire' or 'adam'")
+
+
+class TrainState(NamedTuple):
+  step: int
+  params: Any
+  opt_state: Any
+  key: Array
+  best_params: Any
+  best_val: float
+  best_step: int
+
+
+@dataclasses.dataclass
+class TrainResult:
+  best_params: Any
+  params: Any
+  best_val: float
+  best_step: int
+  steps: int
+  history: list[dict]
+  wall_time: float  # seconds spent in this process (resumed runs add to `history`'s `time`)
+
+
+def batched_loss(loss_fn: Callable, params, inputs, targets, batch: int = 8192) -> float:
+  """Mean of `loss_fn` over a data set evaluated in batches (same value as one call when it is an MSE)."""
+  n = len(inputs)
+  total = 0.0
+  for s in range(0, n, batch):
+    x, y = inputs[s:s + batch], targets[s:s + batch]
+    total += float(loss_fn(params, x, y)) * len(x)
+  return total / n
+
+
+def _fmt_time(s: float) -> str:
+  if not math.isfinite(s):
+    return "?"
+  s = int(s)
+  return f"{s // 3600}h{s % 3600 // 60:02d}m{s % 60:02d}s" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def train(loss_fn: Callable,
+          params,
+          train_data: tuple[Array, Array],
+          val_data: tuple[Array, Array],
+          config,
+          workdir: str | None = None,
+          log: Callable[[str], None] = print) -> TrainResult:
+  """Minimize `loss_fn` on `train_data`, keep the best parameters on `val_data`.
+
+  Args:
+    loss_fn: `(params, inputs, targets) -> scalar`.
+    params: initial parameters (ignored when a checkpoint in `workdir` is resumed).
+    train_data, val_data: `(inputs, targets)` arrays, sample axis first, already standardized.
+    config: see the module docstring.
+    workdir: where checkpoints and metrics go; None trains in memory without resume.
+    log: where progress lines go.
+
+  Returns:
+    A `TrainResult`; `history` lists the evaluation records of the whole run (resumed parts included).
+  """
+  steps = int(config.steps)
+  eval_every = max(1, min(int(config.eval_every), steps))
+  ckpt_every = int(config.get("checkpoint_every", eval_every)) or eval_every
+  patience = int(config.get("patience", 0) or 0)
+  full_batch = config.optimizer == "fire"
+  batch_size = int(config.get("batch_size", 0) or 0)
+  if not full_batch and batch_size < 1:
+    raise ValueError(f"optimizer {config.optimizer!r} needs batch_size >= 1, got {batch_size}")
+  x_train, y_train = (jnp.asarray(a) for a in train_data)
+  x_val, y_val = (jnp.asarray(a) for a in val_data)
+  for name, a in (("train inputs", x_train), ("train targets", y_train), ("validation inputs", x_val),
+                  ("validation targets", y_val)):
+    if not bool(jnp.all(jnp.isfinite(a))):
+      raise ValueError(f"{name} contain NaN or Inf")
+  if len(x_train) != len(y_train) or len(x_val) != len(y_val):
+    raise ValueError("inputs and targets must have the same number of samples")
+
+  optimizer = make_optimizer(config)
+  value_and_grad = jax.value_and_grad(loss_fn)
+  n_train = x_train.shape[0]
+
+  def one_step(carry, key):
+    params, opt_state = carry
+    if full_batch:
+      x, y = x_train, y_train
+    else:
+      idx = jax.random.randint(key, (batch_size,), 0, n_train)
+      x, y = x_train[idx], y_train[idx]
+    loss, grads = value_and_grad(params, x, y)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  @jax.jit
+  def run_chunk(params, opt_state, key):
+    keys = jax.random.split(key, eval_every)
+    (params, opt_state), losses = jax.lax.scan(one_step, (params, opt_state), keys)
+    return params, opt_state, losses
+
+  def run_tail(params, opt_state, key, n):
+    # The last chunk may be shorter; it is run step by step rather than compiled for a second length.
+    step_fn = jax.jit(one_step)
+    losses = []
+    for k in jax.random.split(key, n):
+      (params, opt_state), loss = step_fn((params, opt_state), k)
+      losses.append(loss)
+    return params, opt_state, jnp.stack(losses)
+
+  eval_loss = jax.jit(loss_fn)
+  ckpt_path = os.path.join(workdir, io.CHECKPOINT) if workdir else None
+  metrics_path = os.path.join(workdir, io.METRICS) if workdir else None
+  if workdir:
+    os.makedirs(workdir, exist_ok=True)
+
+  if ckpt_path and os.path.exists(ckpt_path):
+    saved = io.load_pickle(ckpt_path)
+    if saved["config_steps_key"] != _resume_key(config):
+      raise ValueError(f"{ckpt_path} was written by a run with another optimizer or data set "
+                       f"({saved['config_steps_key']}); use a fresh --workdir or delete it")
+    state = TrainState(saved["step"], jax.tree.map(jnp.asarray, saved["params"]),
+                       jax.tree.map(jnp.asarray, saved["opt_state"]), jnp.asarray(saved["key"]),
+                       saved["best_params"], saved["best_val"], saved["best_step"])
+    # Keep the history consistent with the checkpoint: drop records written after it.
+    history = [r for r in io.read_jsonl(metrics_path) if r["step"] <= state.step]
+    _rewrite_jsonl(metrics_path, history)
+    log(f"resuming from step {state.step} of {steps} ({ckpt_path})")
+  else:
+    opt_state = optimizer.init(params)
+    state = TrainState(0, params, opt_state, jax.random.PRNGKey(int(config.get("seed", 0)) + 1),
+                       params, float("inf"), 0)
+    history = []
+    if metrics_path and os.path.exists(metrics_path):
+      os.remove(metrics_path)
+
+  def save(state):
+    if ckpt_path:
+      io.save_pickle(ckpt_path, dict(
+          step=state.step, params=state.params, opt_state=state.opt_state, key=state.key,
+          best_params=state.best_params, best_val=state.best_val, best_step=state.best_step,
+          config_steps_key=_resume_key(config)))
+
+  t_start = time.time()
+  t_prev = history[-1]["time"] if history else 0.0
+  step, params, opt_state, key = state.step, state.params, state.opt_state, state.key
+  best_params, best_val, best_step = state.best_params, state.best_val, state.best_step
+  bad_evals = 0
+  last_saved = step
+  while step < steps:
+    n = min(eval_every, steps - step)
+    key, sub = jax.random.split(key)
+    t0 = time.time()
+    if n == eval_every:
+      params, opt_state, losses = run_chunk(params, opt_state, sub)
+    else:
+      params, opt_state, losses = run_tail(params, opt_state, sub, n)
+    losses = np.asarray(losses)
+    step += n
+    if not np.all(np.isfinite(losses)):
+      first = int(np.argmax(~np.isfinite(losses)))
+      raise FloatingPointError(
+          f"training loss became non-finite at step {step - n + first + 1}; lower the learning rate or dt_max")
+    val = batched_loss(eval_loss, params, x_val, y_val)
+    dt_chunk = time.time() - t0
+    # For full-batch FIRE the loss at the last step is the training loss; for mini-batches the chunk mean.
+    train_loss = float(losses[-1]) if full_batch else float(losses.mean())
+    improved = val < best_val
+    if improved:
+      best_params, best_val, best_step = params, val, step
+      bad_evals = 0
+    else:
+      bad_evals += 1
+    elapsed = t_prev + time.time() - t_start
+    rate = n / dt_chunk
+    record = dict(step=step, train_loss=train_loss, val_loss=val, time=elapsed, steps_per_s=rate)
+    history.append(record)
+    if metrics_path:
+      io.append_jsonl(metrics_path, record)
+    log(f"step {step:>8d}/{steps}  train {train_loss:.4e}  val {val:.4e}{' *' if improved else '  '}  "
+        f"{rate:7.1f} steps/s  elapsed {_fmt_time(elapsed)}  ETA {_fmt_time((steps - step) / rate)}")
+    stop = patience and bad_evals >= patience
+    if step - last_saved >= ckpt_every or step >= steps or stop:
+      save(TrainState(step, params, opt_state, key, best_params, best_val, best_step))
+      last_saved = step
+    if stop:
+      log(f"early stop at step {step}: validation loss has not improved for {patience} evaluations")
+      break
+  return TrainResult(best_params=best_params, params=params, best_val=best_val, best_step=best_step,
+                     steps=step, history=history, wall_time=time.time() - t_start)
+
+
+def _resume_key(config) -> str:
+  """What must match for a checkpoint to be resumed: the optimizer and the shapes of the problem."""
+  keys = ("optimizer", "batch_size", "learning_rate", "seed")
+  return ",".join(f"{k}={config.get(k, None)}" for k in keys) + f",fire={dict(config.get('fire', {}) or {})}"
+
+
+def _rewrite_jsonl(path, records):
+  if path is None:
+    return
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    for r in records:
+      f.write(json.dumps(r) + "\n")
+  os.replace(tmp, path)
