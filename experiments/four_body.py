@@ -16,35 +16,14 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from experiments.common import cache_dir, force_rmse, run_app, setup_dtype  # noqa: F401 (re-exported)
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(_HERE, "configs", "four_body.py"), "Experiment config (path[:variant]).",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", os.path.join("workdirs", "four_body"),
                                "Where results, figures and checkpoints go.")
-
-
-def cache_dir(config) -> str:
-  """The data cache folder: config.cache_dir, else $UENN_CACHE_DIR, else ~/.cache/unitary_enn."""
-  return (config.cache_dir or os.environ.get("UENN_CACHE_DIR")
-          or os.path.join(os.path.expanduser("~"), ".cache", "unitary_enn"))
-
-
-def setup_dtype(config):
-  """Turn on 64-bit JAX when the config asks for float64; returns the JAX dtype."""
-  import jax
-  if config.dtype not in ("float32", "float64"):
-    raise ValueError(f"config.dtype must be 'float32' or 'float64', got {config.dtype!r}")
-  if config.dtype == "float64":
-    jax.config.update("jax_enable_x64", True)
-  import jax.numpy as jnp
-  return jnp.dtype(config.dtype)
-
-
-def force_rmse(pred, target) -> float:
-  """Root mean square of the force error over all components, in the units of the inputs (eV/A)."""
-  import numpy as np
-  return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)))
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -136,4 +115,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  run_app(main)

@@ -9,6 +9,7 @@ from unitary_enn.network import (UENN, EquivariantDense, apply_invariant_head, a
 from unitary_enn.fire import ScaleByFireState, conjugate_complex_grads, fire, scale_by_fire
 from unitary_enn.potentials import (AMU, ARGON_EPSILON, ARGON_MASS, ARGON_SIGMA, KB, lj_energy, lj_forces,
                                     lj_forces_reference, lj_pair_energy)
+from unitary_enn.io import load_force_field
 from unitary_enn.testing import assert_equivariant, assert_invariant, random_unitary
 
 __version__ = "0.1.0"

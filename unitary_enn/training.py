@@ -162,9 +162,10 @@ def train(loss_fn: Callable,
 
   if ckpt_path and os.path.exists(ckpt_path):
     saved = io.load_pickle(ckpt_path)
-    if saved["config_steps_key"] != _resume_key(config):
-      raise ValueError(f"{ckpt_path} was written by a run with another optimizer or data set "
-                       f"({saved['config_steps_key']}); use a fresh --workdir or delete it")
+    if saved["config_key"] != _resume_key(config):
+      raise ValueError(f"{ckpt_path} was written by a run with another config (only "
+                       f"{', '.join(RESUMABLE_CHANGES)} may change on resume); use a fresh --workdir "
+                       f"or delete it. Saved: {saved['config_key']}")
     state = TrainState(saved["step"], jax.tree.map(jnp.asarray, saved["params"]),
                        jax.tree.map(jnp.asarray, saved["opt_state"]), jnp.asarray(saved["key"]),
                        saved["best_params"], saved["best_val"], saved["best_step"])
@@ -185,7 +186,7 @@ def train(loss_fn: Callable,
       io.save_pickle(ckpt_path, dict(
           step=state.step, params=state.params, opt_state=state.opt_state, key=state.key,
           best_params=state.best_params, best_val=state.best_val, best_step=state.best_step,
-          config_steps_key=_resume_key(config)))
+          config_key=_resume_key(config)))
 
   t_start = time.time()
   t_prev = history[-1]["time"] if history else 0.0
@@ -236,10 +237,15 @@ def train(loss_fn: Callable,
                      steps=step, history=history, wall_time=time.time() - t_start)
 
 
+# Config entries that may change between a run and its resumption (they do not change the problem).
+RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "patience", "cache_dir")
+
+
 def _resume_key(config) -> str:
-  """What must match for a checkpoint to be resumed: the optimizer and the shapes of the problem."""
-  keys = ("optimizer", "batch_size", "learning_rate", "seed")
-  return ",".join(f"{k}={config.get(k, None)}" for k in keys) + f",fire={dict(config.get('fire', {}) or {})}"
+  """What must match for a checkpoint to be resumed: every config entry but `RESUMABLE_CHANGES`."""
+  items = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
+  return json.dumps({k: v for k, v in items.items() if k not in RESUMABLE_CHANGES}, sort_keys=True,
+                    default=str)
 
 
 def _rewrite_jsonl(path, records):

@@ -1,0 +1,64 @@
+"""The four-atom data set (Sec. 4.1): rejection rule, inputs, targets, split, standardization, cache."""
+
+import os
+
+import numpy as np
+import pytest
+
+import unitary_enn as uenn
+from unitary_enn import data
+
+
+def test_every_configuration_respects_r_min():
+  pos = data.generate_clusters(5000, seed=3, batch=1000)
+  assert pos.shape == (5000, 4, 3)
+  d = np.linalg.norm(pos[:, :, None] - pos[:, None], axis=-1)
+  iu = np.triu_indices(4, 1)
+  assert d[:, iu[0], iu[1]].min() >= 2.8
+  # The coordinates are Gaussian with std 3 A before rejection, so the accepted ones spread wider.
+  assert 3.0 < pos.std() < 4.5
+
+
+def test_relative_vectors_order_and_sign():
+  pos = np.arange(12, dtype=float).reshape(4, 3) ** 1.5
+  x = data.relative_vectors(pos)
+  assert x.shape == (3, 6)
+  pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]  # r12, r13, r14, r23, r24, r34
+  for col, (i, j) in enumerate(pairs):
+    np.testing.assert_allclose(x[:, col], pos[j] - pos[i])
+
+
+def test_dataset_split_targets_and_cache(tmp_path):
+  ds = data.four_body_dataset(1000, seed=7, cache_dir=str(tmp_path))
+  assert [len(ds[k]) for k in ("train", "validation", "test")] == [600, 200, 200]
+  tr = ds["train"]
+  np.testing.assert_allclose(tr.targets, uenn.lj_forces_reference(tr.positions).swapaxes(-1, -2))
+  np.testing.assert_allclose(tr.inputs, data.relative_vectors(tr.positions))
+  files = os.listdir(tmp_path)
+  assert len(files) == 1 and files[0].endswith(".npz")
+  mtime = os.path.getmtime(tmp_path / files[0])
+  again = data.four_body_dataset(1000, seed=7, cache_dir=str(tmp_path))
+  assert os.path.getmtime(tmp_path / files[0]) == mtime  # read, not regenerated
+  np.testing.assert_array_equal(again["test"].targets, ds["test"].targets)
+  other = data.four_body_dataset(1000, seed=8, cache_dir=str(tmp_path))
+  assert not np.allclose(other["test"].positions, ds["test"].positions)
+  assert len(os.listdir(tmp_path)) == 2
+
+
+def test_scales_divide_only_and_are_isotropic():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(100, 3, 6)) * np.array([1.0, 2.0, 3.0])[:, None] + 5.0
+  s = data.rms_scale(x)
+  assert s.shape == (6,) and np.all(s == s[0])  # one scalar, no per-coordinate scale
+  np.testing.assert_allclose(s[0], np.sqrt(np.mean(x ** 2)))  # about zero: no mean is subtracted
+  sc = data.rms_scale(x * np.arange(1, 7), per_channel=True)
+  np.testing.assert_allclose(sc / sc[0], np.sqrt(np.mean((x * np.arange(1, 7)) ** 2, axis=(0, 1))) / sc[0])
+
+
+def test_bad_split_and_sizes():
+  with pytest.raises(ValueError, match="sum"):
+    data.split_fractions(100, (0.5, 0.2, 0.2))
+  with pytest.raises(ValueError, match="too few"):
+    data.split_fractions(2)
+  with pytest.raises(ValueError, match="n_configs"):
+    data.generate_clusters(0)
