@@ -44,3 +44,32 @@ def force_rmse(pred, target) -> float:
   """Root mean square of the force error over all components, in the units of the inputs (eV/A)."""
   import numpy as np
   return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)))
+
+
+def experiment_main(name: str, train_and_evaluate, extra_flags=None) -> None:
+  """Define the standard flags and run `train_and_evaluate(config, workdir)` as an absl program.
+
+  Flags are defined here, when a binary runs, not when its module is imported, so that one process (a test,
+  another experiment) can import several experiment modules. Standard flags: --config (default
+  experiments/configs/NAME.py, `path:variant` picks a variant, --config.KEY=VALUE overrides) and --workdir
+  (default workdirs/NAME). `extra_flags()` may define more and return a dict of keyword arguments for
+  `train_and_evaluate`, read after parsing.
+  """
+  from absl import flags
+  from ml_collections import config_flags
+
+  here = os.path.dirname(os.path.abspath(__file__))
+  config = config_flags.DEFINE_config_file(
+      "config", os.path.join(here, "configs", f"{name}.py"), "Experiment config (path[:variant]).",
+      lock_config=True)
+  workdir = flags.DEFINE_string("workdir", os.path.join("workdirs", name),
+                                "Where results, figures and checkpoints go.")
+  extra = extra_flags() if extra_flags else {}
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    kwargs = {k: v.value for k, v in extra.items()}
+    train_and_evaluate(config.value, workdir.value, **kwargs)
+
+  run_app(main)

@@ -13,40 +13,58 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 
-from experiments.common import cache_dir, force_rmse, run_app, setup_dtype  # noqa: F401 (re-exported)
+from experiments.common import cache_dir, experiment_main, force_rmse, setup_dtype  # noqa: F401
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_HERE, "configs", "four_body.py"), "Experiment config (path[:variant]).",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", os.path.join("workdirs", "four_body"),
-                               "Where results, figures and checkpoints go.")
+
+class FourBodyData:
+  """The four-atom splits (Sec. 4.1) with the training split's scales, standardized on request."""
+
+  def __init__(self, config):
+    import jax.numpy as jnp
+    from unitary_enn import data
+
+    self.dtype = setup_dtype(config)
+    t0 = time.time()
+    self.splits = data.four_body_dataset(config.n_configs, seed=config.data_seed, r_min=config.r_min,
+                                         position_std=config.position_std, cache_dir=cache_dir(config))
+    logging.info("data: %s configurations in %.1f s", {k: len(v) for k, v in self.splits.items()},
+                 time.time() - t0)
+    self.scales = data.fit_scales(self.splits["train"].inputs, self.splits["train"].targets)
+    self.in_scale = jnp.asarray(self.scales.inputs, self.dtype)
+    self.out_scale = jnp.asarray(self.scales.targets, self.dtype)
+
+  def standardized(self, name: str, inputs=None, targets=None):
+    """(inputs, targets) of split `name` (or the arrays given) divided by the scales: `(S, 3, 6)`, `(S, 3, 4)`."""
+    import jax.numpy as jnp
+    split = self.splits[name]
+    x = split.inputs if inputs is None else inputs
+    y = split.targets if targets is None else targets
+    return jnp.asarray(x, self.dtype) / self.in_scale, jnp.asarray(y, self.dtype) / self.out_scale
+
+  def forces(self, predict, params, inputs, batch: int = 8192):
+    """Forces in eV/A, layer layout `(S, 3, 4)`, from `predict(params, standardized inputs)`."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    predict_jit = jax.jit(predict)
+    x = jnp.asarray(inputs, self.dtype) / self.in_scale
+    return np.concatenate([np.asarray(predict_jit(params, x[s:s + batch]) * self.out_scale)
+                           for s in range(0, len(x), batch)])
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Generate (or load) the data, train, evaluate on the test split, write results and figures."""
   import jax
   import jax.numpy as jnp
-  import numpy as np
 
   import unitary_enn as uenn
-  from unitary_enn import data, io, plots, training
+  from unitary_enn import io, plots, training
 
-  dtype = setup_dtype(config)
   os.makedirs(workdir, exist_ok=True)
-  t0 = time.time()
-  ds = data.four_body_dataset(config.n_configs, seed=config.data_seed, r_min=config.r_min,
-                              position_std=config.position_std, cache_dir=cache_dir(config))
-  logging.info("data: %s configurations in %.1f s", {k: len(v) for k, v in ds.items()}, time.time() - t0)
-  scales = data.fit_scales(ds["train"].inputs, ds["train"].targets)
-  in_scale = jnp.asarray(scales.inputs, dtype)
-  out_scale = jnp.asarray(scales.targets, dtype)
-
-  def standardized(split):
-    return (jnp.asarray(split.inputs, dtype) / in_scale, jnp.asarray(split.targets, dtype) / out_scale)
+  fb = FourBodyData(config)
+  ds, scales, dtype = fb.splits, fb.scales, fb.dtype
 
   sizes = tuple(config.sizes)
   if sizes[0] != 6 or sizes[-1] != 4:
@@ -62,16 +80,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   print(f"four_body: {n_params:,} parameters {sizes}, {len(ds['train']):,} training configurations, "
         f"optimizer {config.optimizer}, {config.steps:,} steps, workdir {workdir}", flush=True)
-  result = training.train(loss_fn, params, standardized(ds["train"]), standardized(ds["validation"]),
+  result = training.train(loss_fn, params, fb.standardized("train"), fb.standardized("validation"),
                           config, workdir)
 
   best = result.best_params
-  predict_jit = jax.jit(predict)
 
   def forces(split):  # eV/A, layer layout (S, 3, 4)
-    x, _ = standardized(split)
-    return np.concatenate([np.asarray(predict_jit(best, x[s:s + 8192]) * out_scale)
-                           for s in range(0, len(x), 8192)])
+    return fb.forces(predict, best, split.inputs)
 
   rmse = {name: force_rmse(forces(split), split.targets) for name, split in ds.items()}
   test_pred = forces(ds["test"])
@@ -108,11 +123,5 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return results
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-  run_app(main)
+  experiment_main("four_body", train_and_evaluate)
