@@ -55,3 +55,59 @@ def plot_parity(target: np.ndarray, predicted: np.ndarray, path: str, rmse: floa
   ax.set_title(text.strip(), fontsize=10)
   ax.set_aspect("equal")
   _save(fig, path)
+
+
+def plot_vs_step(steps: np.ndarray, curves: dict[str, np.ndarray], path: str, *, ylabel: str,
+                 title: str = "", logy: bool = False, marks: Sequence[int] = (),
+                 styles: dict[str, str] | None = None, colors: dict[str, str] | None = None,
+                 xlabel: str = "MD step") -> None:
+  """One or more quantities against the MD step (paper Fig. 5-8 and 14).
+
+  Args:
+    steps: `(T,)` step numbers.
+    curves: label -> `(T,)` values (non-positive values are dropped on a log axis).
+    path: PNG file to write.
+    ylabel: axis label with the unit, e.g. "position RMSD (A)".
+    logy: logarithmic y axis (for errors that grow over orders of magnitude).
+    marks: steps to mark with a dotted vertical line (e.g. the paper's 1,500 and 4,000).
+    styles: label -> matplotlib line style ("-", "--", ":"); default solid.
+    colors: label -> matplotlib color, so a run keeps its color across figures; default C0, C1, ...
+    xlabel: x axis label.
+  """
+  steps = np.asarray(steps)
+  styles, colors = styles or {}, colors or {}
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for i, (label, values) in enumerate(curves.items()):
+    values = np.asarray(values, np.float64)
+    if logy:
+      values = np.where(values > 0, values, np.nan)
+    ax.plot(steps, values, color=colors.get(label, f"C{i}"), ls=styles.get(label, "-"), lw=1.2, label=label)
+  for m in marks:
+    ax.axvline(m, color="gray", ls=":", lw=0.8)
+  if logy:
+    ax.set_yscale("log")
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=10)
+  if len(curves) > 1:
+    ax.legend(fontsize=8)
+  _save(fig, path)
+
+
+def plot_learning_curve(curve: dict, labels: dict[str, str], path: str, unit: str = "eV/A") -> None:
+  """Test error vs number of training samples, log-log (data efficiency).
+
+  Args:
+    curve: {"sizes": [n, ...], model: [rmse at each n, ...], ...}.
+    labels: model key -> legend label; only these models are drawn.
+  """
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  for key, label in labels.items():
+    ax.plot(curve["sizes"], curve[key], "o-", label=label)
+  ax.set_xscale("log")
+  ax.set_yscale("log")
+  ax.set_xlabel("training configurations")
+  ax.set_ylabel(f"test force RMSE ({unit})")
+  ax.set_title("Data efficiency at equal optimizer budget")
+  ax.legend()
+  _save(fig, path)
