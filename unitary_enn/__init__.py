@@ -13,3 +13,9 @@ from unitary_enn.io import load_force_field
 from unitary_enn.testing import assert_equivariant, assert_invariant, random_unitary
 
 __version__ = "0.1.0"
+
+# Molecular dynamics driven by a trained force model (Sec. 4.4) and conservativeness diagnostics (SPEC 12).
+from unitary_enn import md
+from unitary_enn.md import (Trajectory, antisymmetric_fraction, force_jacobian, four_body_force_fn, loop_work,
+                            maxwell_boltzmann_momenta, model_force_fn, nve_trajectory, remove_net_force,
+                            remove_net_torque, run_nve, without_net_force)

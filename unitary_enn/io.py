@@ -124,20 +124,11 @@ def load_force_field(workdir: str) -> Callable:
 
 @register_force_field("four_body")
 def _four_body_force_field(model: dict) -> Callable:
-  from unitary_enn.data import relative_vectors
-  from unitary_enn.network import apply_uenn
+  # One definition of the model's forces, shared with MD (`md.four_body_force_fn`, pure and grad-able).
+  from unitary_enn.md import model_force_fn
 
-  params = jax.tree.map(jnp.asarray, model["params"])
-  in_scale = jnp.asarray(model["scales"]["inputs"], params[0]["W"].real.dtype)
-  out_scale = jnp.asarray(model["scales"]["targets"], params[0]["W"].real.dtype)
   n_atoms = int(model["n_atoms"])
-  activation = model.get("activation", "softsign")
-
-  @jax.jit
-  def _forces(positions):
-    x = relative_vectors(positions.astype(in_scale.dtype)) / in_scale
-    y = apply_uenn(params, x, activation=activation) * out_scale
-    return jnp.swapaxes(y, -1, -2)
+  _forces = jax.jit(model_force_fn(model))
 
   def forces(positions, box=None):
     """Predicted forces `(..., 4, 3)` in eV/A for positions `(..., 4, 3)` in A (free cluster)."""
