@@ -19,3 +19,12 @@ from unitary_enn import md
 from unitary_enn.md import (Trajectory, antisymmetric_fraction, force_jacobian, four_body_force_fn, loop_work,
                             maxwell_boltzmann_momenta, model_force_fn, nve_trajectory, remove_net_force,
                             remove_net_torque, run_nve, without_net_force)
+
+# Many-atom descriptors (Sec. 3.5, 4.5), the vector GNN layer (eq. 32) and periodic lj/cut argon on jax-md.
+from unitary_enn import descriptors
+from unitary_enn.descriptors import (apply_linear_force_map, apply_vector_gnn, cosine_cutoff, descriptor_model,
+                                     edge_features, fit_linear_force_map, identity_vector_gnn, init_vector_gnn,
+                                     neighbor_list_model, paper_r_s, polynomial_cutoff, radial_grid,
+                                     scalar_descriptors, scalar_descriptors_neighbor_list, vector_descriptors,
+                                     vector_descriptors_neighbor_list, vector_gnn)
+from unitary_enn.potentials import lj_cut_neighbor_list, lj_cut_pair_energy

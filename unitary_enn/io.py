@@ -139,3 +139,35 @@ def _four_body_force_field(model: dict) -> Callable:
     return _forces(jnp.asarray(positions))
 
   return forces
+
+
+@register_force_field("many_body")
+def _many_body_force_field(model: dict) -> Callable:
+  """Descriptor model of Sec. 4.5: positions of any N (free or in a cubic periodic box) -> forces."""
+  from unitary_enn.descriptors import descriptor_model
+  from unitary_enn.network import apply_uenn
+
+  params = jax.tree.map(jnp.asarray, model["params"])
+  dtype = params[0]["W"].real.dtype
+  in_scale = jnp.asarray(model["scales"]["inputs"], dtype)
+  out_scale = jnp.asarray(model["scales"]["targets"], dtype)
+  activation = model.get("activation", "softsign")
+
+  def apply(descriptors):  # (N, 3, K) -> (N, 3) eV/A
+    y = apply_uenn(params, descriptors.astype(dtype) / in_scale, activation=activation) * out_scale
+    return y[..., 0]
+
+  # Neighbor lists are allocated per (N, box), updated inside jit, and reallocated on overflow.
+  model_fn = descriptor_model(apply, r_s=np.asarray(model["r_s"]), eta=model["eta"], r_cut=model["r_cut"],
+                              cutoff=model.get("cutoff", "cosine"))
+
+  def forces(positions, box=None):
+    """Predicted forces `(N, 3)` in eV/A for positions `(N, 3)` in A.
+
+    box: side of a cubic periodic box in A (needs box >= 2 r_cut and positions inside [0, box]), or None
+    for free space.
+    """
+    return model_fn(positions, box)
+
+  forces.stats = model_fn.stats
+  return forces

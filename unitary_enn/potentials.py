@@ -105,3 +105,65 @@ def lj_forces_reference(positions, epsilon: float = ARGON_EPSILON, sigma: float 
   s6 = (sigma / r_safe) ** 6
   f = np.where(off, 24.0 * epsilon * (2.0 * s6 * s6 - s6) / r_safe, 0.0)
   return -np.sum((f / r_safe)[..., None] * dr, axis=-2)
+
+
+# --- Periodic lj/cut on jax-md neighbor lists (paper Sec. 4.5 targets, SPEC 9 and 13) ---------------------
+
+
+def lj_cut_pair_energy(r2: Array, r_cut: float, epsilon: float = ARGON_EPSILON,
+                       sigma: float = ARGON_SIGMA) -> Array:
+  """U(r) of eq. 39 for r < r_cut, 0 beyond, without shift (LAMMPS `lj/cut`), from r^2; safely masked.
+
+  jax-md's `energy.lennard_jones` switches smoothly from 2 sigma to r_cutoff instead (SPEC 13), which is a
+  different potential; this is the plain truncation. Excluded pairs (r >= r_cut, r = 0) give 0 and a finite,
+  zero gradient.
+  """
+  inside = (r2 < r_cut * r_cut) & (r2 > 0)
+  return jnp.where(inside, lj_pair_energy(jnp.where(inside, r2, 1.0), epsilon, sigma), 0.0)
+
+
+def lj_cut_neighbor_list(displacement_fn, box, *, r_cut: float = 10.0, epsilon: float = ARGON_EPSILON,
+                         sigma: float = ARGON_SIGMA, format=None, dr_threshold: float = 0.0,
+                         capacity_multiplier: float = 1.25):
+  """Truncated, unshifted LJ argon (LAMMPS `pair_style lj/cut r_cut`) on a jax-md neighbor list.
+
+  Args:
+    displacement_fn: `jax_md.space.periodic(box)[0]` (minimum image) or `space.free()[0]`.
+    box: cubic side in A for the cell list (needs box >= 2 r_cut when periodic).
+    r_cut: truncation radius in A (SPEC 9: 10 A). No shift: U jumps by U(r_cut) at r_cut.
+    format: jax-md `partition.Dense` (default), `Sparse` or `OrderedSparse`.
+
+  Returns:
+    (neighbor_fn, energy_fn, force_fn): `energy_fn(positions, neighbor) -> ()` total energy in eV;
+    `force_fn(positions, neighbor) -> (N, 3)` in eV/A from the closed form F_i = sum_j U'(r_ij) r_ij / r_ij
+    (not autodiff, so a test can compare it with -grad energy_fn). Positions `(N, 3)` in A inside [0, box]
+    for a periodic box. The caller checks `neighbor.did_buffer_overflow`.
+  """
+  from jax_md import partition
+
+  from unitary_enn.descriptors import neighbor_pairs
+
+  format = partition.Dense if format is None else format
+  neighbor_fn = partition.neighbor_list(displacement_fn, box, r_cut, dr_threshold=dr_threshold,
+                                        capacity_multiplier=capacity_multiplier, format=format)
+
+  def energy_fn(positions, neighbor):
+    _, _, dr, valid, once = neighbor_pairs(positions, neighbor, displacement_fn)
+    r2 = jnp.where(valid, jnp.sum(dr * dr, axis=-1), 0.0)
+    e = jnp.sum(lj_cut_pair_energy(r2, r_cut, epsilon, sigma))
+    return e if once else 0.5 * e
+
+  def force_fn(positions, neighbor):
+    n = positions.shape[0]
+    i, j, dr, valid, once = neighbor_pairs(positions, neighbor, displacement_fn)
+    r2 = jnp.sum(dr * dr, axis=-1)
+    inside = valid & (r2 > 0) & (r2 < r_cut * r_cut)
+    r = jnp.sqrt(jnp.where(inside, r2, 1.0))
+    # F_i = -dU/dr_i = U'(r) r_hat_ij = -f(r) r_hat_ij with f = -dU/dr (repulsive f > 0 pushes i away from j).
+    pair = jnp.where(inside[:, None], -(lj_pair_force_magnitude(r, epsilon, sigma) / r)[:, None] * dr, 0.0)
+    f = jnp.zeros((n, 3), pair.dtype).at[i].add(pair)
+    if once:
+      f = f.at[j].add(-pair)
+    return f
+
+  return neighbor_fn, energy_fn, force_fn

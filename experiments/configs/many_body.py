@@ -1,0 +1,86 @@
+"""Configs of the many-atom force experiment (paper Sec. 4.5): vector descriptors -> ENN -> force.
+
+  python -m experiments.many_body                                          quick default (~10 min on 2 CPU cores)
+  python -m experiments.many_body --config=experiments/configs/many_body.py:paper    the paper's set-up
+  python -m experiments.many_body --config=experiments/configs/many_body.py:tiny     seconds, for tests
+
+The descriptor basis of the network is r_s = r_s_start + r_s_step * a, a = 0..n_descriptors-1 (A), with one
+eta; `linear_references` lists the bases (start, count) of the closed-form linear references reported
+beside the network (SPEC 9): the paper's (2.8 A, 73) and one reaching below the 2.8 A wall (2.6 A, 75).
+"""
+
+import ml_collections
+
+from experiments.configs.four_body import fire_defaults
+
+PAPER_BOX_SIDES = tuple(45.0 + 5.0 * k for k in range(10))  # A
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Data (Sec. 4.5, SPEC 9): argon inserted at random into periodic cubic boxes, up to max_atoms per box,
+  # minimum image distance r_min, max_trials per insertion; whole sets split into train / validation / test.
+  c.box_sides = PAPER_BOX_SIDES
+  c.max_atoms = 4000
+  c.r_min = 2.8
+  c.max_trials = 50
+  c.n_sets = (6, 2, 2)
+  c.data_seed = 0  # set k uses seed data_seed + k
+  c.cache_dir = ""  # "" = $UENN_CACHE_DIR or ~/.cache/unitary_enn
+  # Descriptors (eq. 51, 52): eta = 0.1^-2 A^-2, r_s = 2.8 + 0.1 a A (73), cosine cutoff at r_c = 10 A.
+  # r_cut is also the truncation radius of the lj/cut target forces.
+  c.r_cut = 10.0
+  c.eta = 100.0
+  c.r_s_start = 2.8
+  c.r_s_step = 0.1
+  c.n_descriptors = 73
+  c.cutoff = "cosine"  # or "polynomial" (C2)
+  c.linear_references = ((2.8, 73), (2.6, 75))  # (r_s_start, count) with r_s_step and eta above
+  # Network (Sec. 4.5): n_descriptors, 200, 100, 50, 10, 1 vectors; softsign with residue, identity output.
+  c.hidden = (200, 100, 50, 10)
+  c.activation = "softsign"
+  c.dtype = "float32"
+  c.seed = 0
+  # Optimizer: the quick default is mini-batch Adam on batches of atoms; `paper` is full-batch FIRE.
+  c.optimizer = "adam"
+  c.learning_rate = 2e-3
+  c.warmup_steps = 500
+  c.end_lr_factor = 0.01
+  c.batch_size = 256  # atoms per mini-batch (descriptors are precomputed, so atoms are i.i.d. samples)
+  c.steps = 30_000
+  c.eval_every = 1_000
+  c.checkpoint_every = 5_000
+  c.patience = 0
+  c.fire = fire_defaults()
+
+  if arg in (None, "", "quick"):
+    # Fewer sets (2 / 1 / 1, ~37,000 atoms each), and the basis that starts below the 2.8 A wall (SPEC 9:
+    # r_s from 2.6 A, 75 descriptors), on which the network reaches the paper's accuracy in minutes.
+    # `--config.r_s_start=2.8 --config.n_descriptors=73` gives the paper's basis.
+    c.n_sets = (2, 1, 1)
+    c.r_s_start = 2.6
+    c.n_descriptors = 75
+  elif arg == "paper":
+    c.optimizer = "fire"
+    c.steps = 1_000_000
+    c.eval_every = 100
+    c.checkpoint_every = 1_000
+  elif arg == "tiny":
+    c.box_sides = (20.0,)
+    c.max_atoms = 120
+    c.n_sets = (1, 1, 1)
+    c.n_descriptors = 20
+    c.r_s_start = 2.8
+    c.r_s_step = 0.36
+    c.eta = 10.0
+    c.linear_references = ((2.8, 20),)
+    c.hidden = (8,)
+    c.steps = 40
+    c.eval_every = 20
+    c.checkpoint_every = 20
+    c.warmup_steps = 5
+    c.batch_size = 64
+  else:
+    raise ValueError(f"unknown config {arg!r}; expected one of quick, paper, tiny")
+  c.lock()
+  return c

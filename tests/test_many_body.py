@@ -1,0 +1,74 @@
+"""The many-atom experiment (Sec. 4.5): configs, a :tiny end-to-end run, and the saved force field."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import unitary_enn as uenn
+from experiments import many_body
+from experiments.configs import many_body as many_body_config
+from unitary_enn import data, io
+
+
+def test_configs():
+  paper = many_body_config.get_config("paper")
+  assert tuple(paper.n_sets) == (6, 2, 2) and paper.optimizer == "fire" and paper.steps == 1_000_000
+  assert (paper.n_descriptors, *paper.hidden, 1) == (73, 200, 100, 50, 10, 1)
+  assert paper.r_s_start == 2.8 and paper.eta == 100.0 and paper.r_cut == 10.0
+  assert tuple(paper.box_sides) == data.PAPER_BOX_SIDES
+  quick = many_body_config.get_config()
+  net, bases = many_body.bases_of(quick)
+  assert len(bases[net]["r_s"]) == quick.n_descriptors
+  assert set(bases) >= {many_body.basis_name(2.8, 73), many_body.basis_name(2.6, 75)}
+  with pytest.raises(ValueError, match="unknown config"):
+    many_body_config.get_config("huge")
+
+
+def test_tiny_run_writes_results_figures_and_a_force_field(tmp_path, monkeypatch):
+  monkeypatch.setenv("UENN_CACHE_DIR", str(tmp_path / "cache"))
+  workdir = str(tmp_path / "run")
+  config = many_body_config.get_config("tiny")
+  results = many_body.train_and_evaluate(config, workdir)
+  for f in ("results.json", "figures/loss.png", "figures/parity.png", "model.pkl", "metrics.jsonl"):
+    assert os.path.getsize(os.path.join(workdir, f)) > 0, f
+  on_disk = json.load(open(os.path.join(workdir, "results.json")))
+  assert on_disk["units"] == "eV/A" and np.isfinite(on_disk["test_force_rmse"])
+  (name, ref), = on_disk["linear_reference"].items()
+  assert ref["n_descriptors"] == config.n_descriptors and np.isfinite(ref["test_force_rmse"])
+  boxes = on_disk["atoms_per_box"]["test"]
+  assert on_disk["num_test_atoms"] == sum(b["atoms"] for b in boxes) > 0
+  assert results["test_force_rmse"] == on_disk["test_force_rmse"]
+  assert any(f.startswith("many_body_desc") for f in os.listdir(tmp_path / "cache"))
+
+  # The saved force field: the network on the dense descriptors, for any N, periodic or free.
+  forces = uenn.load_force_field(workdir)
+  model = io.load_model(workdir)
+  side = float(config.box_sides[0])
+  pos = data.random_box(side, max_atoms=40, seed=123)
+
+  def reference(p, box):  # descriptors in float64, the network in its own dtype (as the force field does)
+    d = uenn.vector_descriptors(jnp.asarray(p, jnp.float64), box, r_s=model["r_s"], eta=model["eta"],
+                                r_cut=model["r_cut"])
+    x = (d / np.asarray(model["scales"]["inputs"])).astype(model["dtype"])
+    y = uenn.apply_uenn(jax.tree.map(jnp.asarray, model["params"]), x)
+    return np.asarray(y[..., 0]) * model["scales"]["targets"][0]
+
+  got = forces(pos, side)
+  assert got.shape == (40, 3)
+  np.testing.assert_allclose(got, reference(pos, side), rtol=1e-4, atol=1e-5)
+  more = data.random_box(side, max_atoms=60, seed=5)  # another N
+  np.testing.assert_allclose(forces(more, side), reference(more, side), rtol=1e-4, atol=1e-5)
+  free = pos * 1.1
+  uenn.assert_equivariant(lambda p: forces(p), jnp.asarray(free), key=jax.random.PRNGKey(0), in_axis=-1,
+                          out_axis=-1, rtol=1e-4, atol=1e-4)
+
+  with pytest.raises(ValueError, match="smaller than 2 \\* r_cut"):
+    forces(pos, 15.0)
+  with pytest.raises(ValueError, match="non-finite"):
+    forces(np.where(np.arange(40)[:, None] == 3, np.nan, pos), side)
+  with pytest.raises(ValueError, match="outside the periodic box"):
+    forces(pos + side, side)

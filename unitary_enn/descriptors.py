@@ -1,0 +1,676 @@
+"""Atom-centred descriptors (paper Sec. 3.5, 4.5) and the learnable vector GNN layer (eq. 32), on jax-md.
+
+Three levels (DESIGN habit 2):
+
+  kernels on distances   `cosine_cutoff` (eq. 52), `polynomial_cutoff` (C2), `edge_features` (eq. 33)
+  dense, all pairs       `scalar_descriptors` (eq. 34) and `vector_descriptors` (eq. 35 / 51), with
+                         `positions (N, 3)` A and `box` = cubic side in A (periodic, minimum image) or None
+  neighbor lists         `scalar_descriptors_neighbor_list` / `vector_descriptors_neighbor_list(displacement_fn,
+                         box, ...) -> (neighbor_fn, descriptor_fn)`, jax-md `Dense`, `Sparse`, `OrderedSparse`
+
+and a driver that follows DESIGN habit 3 for repeated calls on configurations of any size:
+`neighbor_list_model` / `descriptor_model` allocate a jax-md neighbor list outside jit, update it inside jit,
+check `did_buffer_overflow` after every call and reallocate and recompute when it overflowed.
+
+Conventions. r_ij = r_j - r_i, r_ij = |r_ij|; a sum over j runs over the neighbours j != i with r_ij < r_c.
+Descriptors use the layer layout: vector descriptors `(N, 3, C)`, scalar ones `(N, C)`, with
+C = n_species * len(r_s) channels in blocks, one block of len(r_s) per *neighbour* species (eq. 30):
+channel d * len(r_s) + a holds the sum over neighbours of species d. With node features v_jd in general
+(eq. 31-32) block d is weighted by v_jd; one-hot species is the special case. A pair at r_ij = 0 contributes
+nothing (its direction is undefined, the convention e = 0 of eq. 9).
+
+Units: A for positions, box, r_s and r_cut; A^-2 for eta. Vector descriptors are dimensionless (unit vectors
+times Gaussians). The paper's basis (Sec. 4.5): `paper_r_s()` = 2.8, 2.9, ..., 10.0 A (73), eta = 100 A^-2,
+r_cut = 10 A, cosine cutoff.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax_md import partition, space
+
+from unitary_enn import checks
+from unitary_enn.layers import get_activation, glorot_uniform
+from unitary_enn.potentials import minimum_image
+
+Array = jax.Array
+CutoffFn = Callable[[Array, float], Array]
+
+PAPER_ETA = 100.0  # A^-2, eta = 0.1^-2 (Sec. 4.5)
+PAPER_R_CUT = 10.0  # A
+
+
+# --- Kernels on distances -----------------------------------------------------------------------------
+
+
+def cosine_cutoff(r: Array, r_cut: float) -> Array:
+  """f_c(r) = (cos(pi r / r_c) + 1) / 2 for r < r_c, else 0 (eq. 52).
+
+  Continuous with a continuous first derivative at r_c; the second derivative jumps there (by
+  pi^2 / (2 r_c^2)), so it is only C1 although Sec. 3.5 asks for C2 (see `polynomial_cutoff`).
+  """
+  return jnp.where(r < r_cut, 0.5 * (jnp.cos(jnp.pi * r / r_cut) + 1.0), 0.0)
+
+
+def polynomial_cutoff(r: Array, r_cut: float) -> Array:
+  """f_c(r) = 1 - 10 x^3 + 15 x^4 - 6 x^5 with x = r / r_c, for r < r_c, else 0 (C2 at r_c).
+
+  f_c(0) = 1, f_c(r_c) = 0, and f_c', f_c'' vanish at both ends, which is what Sec. 3.5 asks of f_c.
+  """
+  x = r / r_cut
+  return jnp.where(x < 1.0, 1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x), 0.0)
+
+
+CUTOFFS: dict[str, CutoffFn] = {"cosine": cosine_cutoff, "polynomial": polynomial_cutoff}
+
+
+def get_cutoff(cutoff: str | CutoffFn) -> CutoffFn:
+  """A cutoff function by name (one of `CUTOFFS`) or the callable `f(r, r_cut)` itself."""
+  if callable(cutoff):
+    return cutoff
+  try:
+    return CUTOFFS[cutoff]
+  except KeyError:
+    raise ValueError(f"unknown cutoff {cutoff!r}; expected one of {sorted(CUTOFFS)} or a callable") from None
+
+
+def radial_grid(start: float, n: int, step: float = 0.1) -> np.ndarray:
+  """Centres r_s^a = start + a * step, a = 0..n-1 (A), float64."""
+  if n < 1 or step <= 0:
+    raise ValueError(f"radial_grid needs n >= 1 and step > 0, got n={n}, step={step}")
+  return start + step * np.arange(n, dtype=np.float64)
+
+
+def paper_r_s() -> np.ndarray:
+  """The paper's 73 centres r_s = 2.8 + 0.1 a A, a = 0..72 (Sec. 4.5), ending at r_c = 10 A."""
+  return radial_grid(2.8, 73, 0.1)
+
+
+def gaussian_basis(r: Array, r_s: Array, eta: Array | float) -> Array:
+  """exp(-eta (r - r_s)^2) for each centre: `(...)` -> `(..., K)`; eta is a scalar or `(K,)` in A^-2."""
+  d = r[..., None] - r_s
+  return jnp.exp(-eta * d * d)
+
+
+def edge_features(r: Array, *, r_s: Array, eta: Array | float, r_cut: float,
+                  cutoff: str | CutoffFn = "cosine") -> Array:
+  """Gaussian edge features e^b(r) = exp(-eta_b (r - r_s^b)^2) f_c(r) (eq. 33): `(...)` -> `(..., K)`.
+
+  Zero for r >= r_cut. The i = j case of eq. 33 (r = 0) is excluded by the callers' masks.
+  """
+  r = jnp.asarray(r)
+  r_s = jnp.asarray(r_s, r.dtype)
+  return gaussian_basis(r, r_s, jnp.asarray(eta, r.dtype)) * get_cutoff(cutoff)(r, r_cut)[..., None]
+
+
+def _pair_terms(dr: Array, valid: Array, r_s: Array, eta: Array, r_cut: float, cutoff: CutoffFn):
+  """Edge features and unit vectors of pairs, safely masked (no NaN/inf in values or gradients).
+
+  Args:
+    dr: `(..., 3)` r_ij = r_j - r_i in A.
+    valid: `(...)` bool, False for padding and self pairs.
+
+  Returns:
+    g `(..., K)` (eq. 33, zero for invalid pairs, r = 0 or r >= r_cut) and r_hat `(..., 3)` (zero likewise).
+  """
+  r2 = jnp.sum(dr * dr, axis=-1)
+  valid = valid & (r2 > 0) & (r2 < r_cut * r_cut)
+  r = jnp.sqrt(jnp.where(valid, r2, 1.0))
+  g = jnp.where(valid[..., None], gaussian_basis(r, r_s, eta) * cutoff(r, r_cut)[..., None], 0.0)
+  r_hat = jnp.where(valid[..., None], dr / r[..., None], 0.0)
+  return g, r_hat
+
+
+# --- Validation ----------------------------------------------------------------------------------------
+
+
+def _check_basis(r_s, eta, r_cut):
+  r_s = np.asarray(r_s, np.float64)
+  if r_s.ndim != 1 or r_s.size == 0:
+    raise ValueError(f"r_s must be a non-empty 1-D sequence of centres in A, got shape {r_s.shape}")
+  if not np.all(np.isfinite(r_s)):
+    raise ValueError("r_s contains NaN or Inf")
+  eta_arr = np.asarray(eta, np.float64)
+  if eta_arr.ndim not in (0, 1) or (eta_arr.ndim == 1 and eta_arr.shape != r_s.shape):
+    raise ValueError(f"eta must be a scalar or have the shape of r_s {r_s.shape}, got {eta_arr.shape}")
+  if not np.all(eta_arr > 0):
+    raise ValueError(f"eta must be > 0 (A^-2), got {eta}")
+  if not (isinstance(r_cut, (int, float, np.floating, np.integer)) and r_cut > 0):
+    raise ValueError(f"r_cut must be a positive number of A, got {r_cut!r}")
+  return r_s, eta_arr, float(r_cut)
+
+
+def check_box(box, r_cut: float) -> float | None:
+  """Validate a cubic periodic box side (A) against the cutoff; returns it as a float (or None).
+
+  The minimum-image convention sees every neighbour once only when box >= 2 r_cut.
+  """
+  if box is None:
+    return None
+  if np.ndim(box) != 0:
+    raise ValueError(f"box must be the side of a cubic box in A (a scalar) or None, got shape {np.shape(box)}")
+  if not checks.is_concrete(box):
+    raise ValueError("box must be a concrete number (it fixes array shapes of the neighbor list), not a tracer")
+  box = float(box)
+  if not math.isfinite(box) or box <= 0:
+    raise ValueError(f"box must be a positive, finite side length in A, got {box}")
+  if box < 2.0 * r_cut:
+    raise ValueError(f"box side {box} A is smaller than 2 * r_cut = {2.0 * r_cut} A: with the minimum-image "
+                     "convention a neighbour could be seen through two images; use a larger box")
+  return box
+
+
+def check_positions(positions, box: float | None = None, *, inside_box: bool = False) -> None:
+  """Positions `(N, 3)` A: shape, finiteness, and (for neighbor lists in a periodic box) 0 <= x <= box."""
+  checks.check_shape("positions", positions, (None, 3))
+  if positions.shape[0] < 1:
+    raise ValueError("positions holds no atoms")
+  checks.check_finite("positions", positions)
+  if box is not None and inside_box and checks.is_concrete(positions):
+    p = np.asarray(positions)
+    bad = np.argwhere((p < 0) | (p > box))
+    if len(bad):
+      i = int(bad[0][0])
+      raise ValueError(
+          f"positions has {len(np.unique(bad[:, 0]))} atom(s) outside the periodic box [0, {box}] A, first atom "
+          f"{i} at {p[i].tolist()}; wrap them into the box first (e.g. positions % box)")
+
+
+def _node_features(n_atoms: int, species, n_species, node_features, dtype) -> tuple[Array, int]:
+  """Node features v_jd `(N, S)`: all ones (one species), one-hot species, or given features."""
+  if node_features is not None:
+    if species is not None:
+      raise ValueError("give either species or node_features, not both")
+    v = jnp.asarray(node_features, dtype)
+    checks.check_shape("node_features", v, (n_atoms, None))
+    checks.check_finite("node_features", v)
+    return v, v.shape[1]
+  if species is None:
+    if n_species not in (None, 1):
+      raise ValueError(f"n_species={n_species} needs a species array of shape ({n_atoms},)")
+    return jnp.ones((n_atoms, 1), dtype), 1
+  species = jnp.asarray(species)
+  checks.check_shape("species", species, (n_atoms,))
+  if not jnp.issubdtype(species.dtype, jnp.integer):
+    raise ValueError(f"species must hold integers 0..n_species-1, got dtype {species.dtype}")
+  if n_species is None:
+    if not checks.is_concrete(species):
+      raise ValueError("n_species must be given when species is traced")
+    n_species = int(np.max(np.asarray(species))) + 1
+  if checks.is_concrete(species):
+    s = np.asarray(species)
+    if s.min() < 0 or s.max() >= n_species:
+      raise ValueError(f"species must lie in 0..{n_species - 1}, got values from {s.min()} to {s.max()}")
+  return jax.nn.one_hot(species, n_species, dtype=dtype), int(n_species)
+
+
+def _float_dtype(positions):
+  dtype = jnp.asarray(positions).dtype
+  return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.dtype(jnp.float32)
+
+
+def _block_size(n_rows: int, row_cost: int, budget: int = 1 << 22) -> int:
+  """Rows per block so that a block's largest intermediate holds about `budget` numbers."""
+  return int(max(1, min(n_rows, budget // max(row_cost, 1))))
+
+
+# --- Dense versions (all pairs) ------------------------------------------------------------------------
+
+
+@functools.partial(jax.jit, static_argnames=("box", "r_cut", "cutoff", "vector", "block"))
+def _dense_sums(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vector, block):
+  n = positions.shape[0]
+  n_blocks = -(-n // block)
+  rows = jnp.arange(n_blocks * block).reshape(n_blocks, block)
+  j = jnp.arange(n)
+
+  def one_block(i):
+    dr = minimum_image(positions[None, :, :] - positions[jnp.minimum(i, n - 1)][:, None, :], box)
+    valid = (i[:, None] != j[None, :]) & (i[:, None] < n)
+    g, r_hat = _pair_terms(dr, valid, r_s, eta, r_cut, cutoff)
+    if vector:
+      return jnp.einsum("bjx,bjk,js->bxsk", r_hat, g, node_feat)
+    return jnp.einsum("bjk,js->bsk", g, node_feat)
+
+  out = jax.lax.map(one_block, rows)
+  out = out.reshape((n_blocks * block,) + out.shape[2:])[:n]
+  return out.reshape(out.shape[:-2] + (-1,))
+
+
+def _dense(positions, box, r_s, eta, r_cut, cutoff, species, n_species, node_features, vector, block):
+  r_s, eta, r_cut = _check_basis(r_s, eta, r_cut)
+  positions = jnp.asarray(positions)
+  check_positions(positions)
+  box = check_box(box, r_cut)
+  dtype = _float_dtype(positions)
+  positions = positions.astype(dtype)
+  v, s = _node_features(positions.shape[0], species, n_species, node_features, dtype)
+  if block is None:
+    block = _block_size(positions.shape[0], positions.shape[0] * len(r_s) * s * (3 if vector else 1))
+  return _dense_sums(positions, v, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype), box=box, r_cut=r_cut,
+                     cutoff=get_cutoff(cutoff), vector=vector, block=int(block))
+
+
+def vector_descriptors(positions: Array, box: float | None = None, *, r_s: Sequence[float], eta: float,
+                       r_cut: float, cutoff: str | CutoffFn = "cosine", species=None, n_species: int | None = None,
+                       node_features=None, block: int | None = None) -> Array:
+  """Vector descriptors D_i^a = sum_j (r_ij / r_ij) exp(-eta (r_ij - r_s^a)^2) f_c(r_ij) (eq. 35 / 51), dense.
+
+  All N^2 pairs are visited in blocks of rows (memory O(block N K)); use the neighbor-list versions or
+  `descriptor_model` for large systems. Rotation-equivariant (O(3)), translation- and permutation-invariant.
+
+  Args:
+    positions: `(N, 3)` in A.
+    box: side of a cubic periodic box in A (minimum image; needs box >= 2 r_cut), or None for free space.
+    r_s: `(K,)` Gaussian centres in A (e.g. `paper_r_s()`).
+    eta: Gaussian width parameter in A^-2, a scalar or `(K,)` (the paper: 100).
+    r_cut: cutoff radius in A (the paper: 10).
+    cutoff: "cosine" (eq. 52, the paper), "polynomial" (C2), or a callable `f(r, r_cut)`.
+    species: optional `(N,)` integers in 0..n_species-1; channels come in one block per neighbour species.
+    n_species: number of species (default: max(species) + 1).
+    node_features: optional `(N, S)` node features v_jd instead of one-hot species (eq. 32).
+    block: rows per block (default: automatic).
+
+  Returns:
+    `(N, 3, S * K)` in the layer layout, S = number of species (1 without species); positions' float dtype.
+  """
+  return _dense(positions, box, r_s, eta, r_cut, cutoff, species, n_species, node_features, True, block)
+
+
+def scalar_descriptors(positions: Array, box: float | None = None, *, r_s: Sequence[float], eta: float,
+                       r_cut: float, cutoff: str | CutoffFn = "cosine", species=None, n_species: int | None = None,
+                       node_features=None, block: int | None = None) -> Array:
+  """Scalar descriptors D_i^a = sum_j exp(-eta (r_ij - r_s^a)^2) f_c(r_ij) (eq. 34, Behler-Parrinello), dense.
+
+  Arguments as in `vector_descriptors`. Returns `(N, S * K)`, rotation- and translation-invariant.
+  """
+  return _dense(positions, box, r_s, eta, r_cut, cutoff, species, n_species, node_features, False, block)
+
+
+# --- Neighbor-list versions ----------------------------------------------------------------------------
+
+
+def _displacement(displacement_fn):
+  """r_ij = r_j - r_i for broadcast-free `(P, 3)` arrays: jax-md displacement(Ra, Rb) = Ra - Rb."""
+  return jax.vmap(displacement_fn)
+
+
+def neighbor_pairs(positions: Array, neighbor: partition.NeighborList, displacement_fn) -> tuple:
+  """All pairs of a jax-md neighbor list as flat arrays (used for pair energies and forces).
+
+  Returns:
+    (i, j, dr, valid, both): centre indices `(P,)`, neighbour indices `(P,)`, r_ij = r_j - r_i `(P, 3)` in A,
+    a mask `(P,)` (False for padding), and `both` = True when each unordered pair is listed once
+    (`OrderedSparse`), so that a pair term must also be given to j; False when both (i, j) and (j, i) appear.
+  """
+  n = positions.shape[0]
+  idx = neighbor.idx
+  if partition.is_sparse(neighbor.format):
+    i, j = idx[0], idx[1]
+    both = neighbor.format is partition.OrderedSparse
+  else:
+    i = jnp.broadcast_to(jnp.arange(n)[:, None], idx.shape).reshape(-1)
+    j = idx.reshape(-1)
+    both = False
+  valid = (i < n) & (j < n) & (i != j)
+  ic, jc = jnp.minimum(i, n - 1), jnp.minimum(j, n - 1)
+  dr = _displacement(displacement_fn)(positions[jc], positions[ic])
+  return ic, jc, dr, valid, both
+
+
+def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacement_fn, r_cut, cutoff, vector,
+                        block):
+  """Sums over neighbours of eq. 33-35 terms for any jax-md format; `(N, [3,] S, K)` flattened to channels."""
+  n = positions.shape[0]
+  s, k = node_feat.shape[1], r_s.shape[0]
+  out_shape = (n, 3, s * k) if vector else (n, s * k)
+  pair_map = jax.vmap(jax.vmap(displacement_fn, (0, None)), (0, 0))  # (b, M, 3), (b, 3) -> r_j - r_i
+
+  if not partition.is_sparse(neighbor.format):
+    idx = neighbor.idx
+    m = idx.shape[1]
+    block = block or _block_size(n, m * k * s * (3 if vector else 1))
+    n_blocks = -(-n // block)
+    rows = jnp.arange(n_blocks * block).reshape(n_blocks, block)
+
+    def one_block(i):
+      nbr = idx[jnp.minimum(i, n - 1)]  # (b, M)
+      valid = (nbr < n) & (i[:, None] < n) & (nbr != i[:, None])
+      jc = jnp.minimum(nbr, n - 1)
+      dr = pair_map(positions[jc], positions[jnp.minimum(i, n - 1)])
+      g, r_hat = _pair_terms(dr, valid, r_s, eta, r_cut, cutoff)
+      v = node_feat[jc]
+      if vector:
+        return jnp.einsum("bmx,bmk,bms->bxsk", r_hat, g, v)
+      return jnp.einsum("bmk,bms->bsk", g, v)
+
+    out = jax.lax.map(one_block, rows)
+    return out.reshape((n_blocks * block,) + out.shape[2:])[:n].reshape(out_shape)
+
+  # Sparse formats: pairs in chunks, scatter-added onto their centres (and, for OrderedSparse, neighbours).
+  ordered = neighbor.format is partition.OrderedSparse
+  p = neighbor.idx.shape[1]
+  block = block or _block_size(p, k * s * (3 if vector else 1))
+  n_blocks = -(-p // block)
+  pad = n_blocks * block - p
+  idx = jnp.pad(neighbor.idx, ((0, 0), (0, pad)), constant_values=n).reshape(2, n_blocks, block)
+
+  def body(acc, ij):
+    i, j = ij
+    valid = (i < n) & (j < n) & (i != j)
+    ic, jc = jnp.minimum(i, n - 1), jnp.minimum(j, n - 1)
+    dr = _displacement(displacement_fn)(positions[jc], positions[ic])
+    g, r_hat = _pair_terms(dr, valid, r_s, eta, r_cut, cutoff)
+    to_i = g[:, None, :] * node_feat[jc][:, :, None]  # (b, S, K): block of j's species
+    to_i = (r_hat[:, :, None, None] * to_i[:, None] if vector else to_i).reshape((block,) + out_shape[1:])
+    acc = acc.at[jnp.where(valid, i, n)].add(to_i, mode="drop")
+    if ordered:  # r_ji = -r_ij; the pair sits in the block of i's species
+      to_j = g[:, None, :] * node_feat[ic][:, :, None]
+      to_j = (-r_hat[:, :, None, None] * to_j[:, None] if vector else to_j).reshape((block,) + out_shape[1:])
+      acc = acc.at[jnp.where(valid, j, n)].add(to_j, mode="drop")
+    return acc, None
+
+  acc, _ = jax.lax.scan(body, jnp.zeros(out_shape, positions.dtype), (idx[0], idx[1]))
+  return acc
+
+
+def _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
+                               dr_threshold, capacity_multiplier, block, vector, neighbor_kwargs):
+  r_s, eta, r_cut = _check_basis(r_s, eta, r_cut)
+  cutoff_fn = get_cutoff(cutoff)
+  neighbor_fn = partition.neighbor_list(displacement_fn, box, r_cut, dr_threshold=dr_threshold,
+                                        capacity_multiplier=capacity_multiplier, format=format,
+                                        **neighbor_kwargs)
+
+  def descriptor_fn(positions: Array, neighbor: partition.NeighborList, *, species=species,
+                    node_features=None) -> Array:
+    dtype = _float_dtype(positions)
+    positions = jnp.asarray(positions, dtype)
+    v, _ = _node_features(positions.shape[0], species, n_species, node_features, dtype)
+    return _neighbor_list_sums(positions, neighbor, v, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype),
+                               displacement_fn=displacement_fn, r_cut=r_cut, cutoff=cutoff_fn, vector=vector,
+                               block=block)
+
+  return neighbor_fn, descriptor_fn
+
+
+def vector_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[float], eta: float, r_cut: float,
+                                     cutoff: str | CutoffFn = "cosine", species=None,
+                                     n_species: int | None = None, format=partition.Dense,
+                                     dr_threshold: float = 0.0, capacity_multiplier: float = 1.25,
+                                     block: int | None = None, **neighbor_kwargs):
+  """Vector descriptors (eq. 51) on a jax-md neighbor list, in the style of `energy.*_neighbor_list`.
+
+  Args:
+    displacement_fn: from `jax_md.space.periodic(box)` or `space.free()`.
+    box: the box of the cell list in A (the periodic side; for free space any box holding the positions).
+    r_s, eta, r_cut, cutoff, species, n_species: as in `vector_descriptors`.
+    format: `partition.Dense`, `partition.Sparse` or `partition.OrderedSparse`.
+    dr_threshold, capacity_multiplier, **neighbor_kwargs: passed to `partition.neighbor_list`.
+    block: rows (Dense) or pairs (Sparse) per block of the sum (default: automatic).
+
+  Returns:
+    (neighbor_fn, descriptor_fn). `neighbor_fn.allocate(positions)` outside jit, `neighbor.update(positions)`
+    inside; `descriptor_fn(positions, neighbor, *, species=..., node_features=None) -> (N, 3, S * K)`.
+    The caller must check `neighbor.did_buffer_overflow` (or use `descriptor_model`, which does).
+  """
+  return _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
+                                    dr_threshold, capacity_multiplier, block, True, neighbor_kwargs)
+
+
+def scalar_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[float], eta: float, r_cut: float,
+                                     cutoff: str | CutoffFn = "cosine", species=None,
+                                     n_species: int | None = None, format=partition.Dense,
+                                     dr_threshold: float = 0.0, capacity_multiplier: float = 1.25,
+                                     block: int | None = None, **neighbor_kwargs):
+  """Scalar descriptors (eq. 34) on a jax-md neighbor list; as `vector_descriptors_neighbor_list`, `(N, S*K)`."""
+  return _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
+                                    dr_threshold, capacity_multiplier, block, False, neighbor_kwargs)
+
+
+# --- A checked driver for repeated calls (DESIGN habit 3) ---------------------------------------------
+
+
+def space_for(positions, box: float | None, r_cut: float):
+  """The jax-md space and cell-list box for `positions` (A) in a cubic periodic `box` or free space.
+
+  Free space has no box, but jax-md's cell list needs one: positions are moved to start at r_cut (see
+  `free_space_origin`) and the cell-list box is 1.3 times their extent plus 2 r_cut, so that the list can be
+  reused while the cloud moves or turns a little. Any box that contains the moved positions gives the same
+  neighbours, because distances use the free metric.
+
+  Returns:
+    (displacement_fn, cell_box): the jax-md displacement and the box side for `partition.neighbor_list`.
+  """
+  if box is not None:
+    displacement_fn, _ = space.periodic(box)
+    return displacement_fn, box
+  p = np.asarray(positions, np.float64)
+  extent = float(np.max(p.max(axis=0) - p.min(axis=0)))
+  displacement_fn, _ = space.free()
+  return displacement_fn, max(1.3 * (extent + 2.0 * r_cut), 3.0 * r_cut)
+
+
+def free_space_origin(positions, r_cut: float) -> np.ndarray:
+  """The offset `(3,)` subtracted from free-space positions so that they start at r_cut in every axis."""
+  return np.asarray(positions, np.float64).min(axis=0) - r_cut
+
+
+def neighbor_list_model(build: Callable, *, r_cut: float, format=partition.Dense,
+                        capacity_multiplier: float = 1.25, max_reallocations: int = 4) -> Callable:
+  """Wrap a neighbor-list computation so that it is safe to call on any configuration (DESIGN habit 3).
+
+  Args:
+    build: `build(displacement_fn) -> fn(positions, neighbor, **kwargs)`, the jax-md-style computation.
+    r_cut: neighbour cutoff in A.
+    format: jax-md neighbor list format.
+    capacity_multiplier: spare capacity of a newly allocated list.
+    max_reallocations: how often one call may reallocate before giving up with an error.
+
+  Returns:
+    `model(positions, box=None, **kwargs)`: positions `(N, 3)` in A; box = cubic periodic side in A or None.
+    In free space the positions are translated before `fn` sees them, so `fn` must depend on them only
+    through displacements (true of descriptors and pair potentials).
+    The neighbor list for a given (N, box, dtype) is allocated once outside jit and updated inside jit on
+    later calls; whenever `did_buffer_overflow` is set the list is reallocated and the call redone, so a
+    result never comes from an overflowed list. `model.stats` counts allocations and calls.
+  """
+  r_cut = float(r_cut)
+  cache: dict[tuple, dict[str, Any]] = {}
+  stats = {"calls": 0, "allocations": 0, "reallocations": 0}
+
+  def model(positions, box=None, **kwargs):
+    positions = jnp.asarray(positions)
+    box = check_box(box, r_cut)
+    check_positions(positions, box, inside_box=True)
+    dtype = _float_dtype(positions)
+    positions = positions.astype(dtype)
+    n = positions.shape[0]
+    stats["calls"] += 1
+    key = (n, box, str(dtype))
+    # Free space: the results depend on displacements only, so the cloud is moved to start at r_cut.
+    origin = free_space_origin(positions, r_cut) if box is None else np.zeros(3)
+    p = positions - jnp.asarray(origin, dtype)
+    entry = cache.get(key)
+    if entry is not None and box is None:
+      if float(np.max(np.asarray(p, np.float64))) >= entry["cell_box"] - r_cut:
+        entry = None  # the free-space cloud outgrew the cell-list box: start afresh
+    if entry is None:
+      displacement_fn, cell_box = space_for(positions, box, r_cut)
+      neighbor_fn = partition.neighbor_list(displacement_fn, cell_box, r_cut, dr_threshold=0.0,
+                                            capacity_multiplier=capacity_multiplier, format=format)
+      fn = build(displacement_fn)
+
+      @jax.jit
+      def step(p, neighbor, kw):
+        neighbor = neighbor_fn.update(p, neighbor)
+        return fn(p, neighbor, **kw), neighbor
+
+      entry = dict(neighbor_fn=neighbor_fn, step=step, cell_box=cell_box, neighbor=neighbor_fn.allocate(p))
+      stats["allocations"] += 1
+      cache.clear()  # keep one list: a new (N, box) usually means the old one is done with
+      cache[key] = entry
+    for attempt in range(max_reallocations + 1):
+      out, neighbor = entry["step"](p, entry["neighbor"], kwargs)
+      if not bool(neighbor.did_buffer_overflow):
+        entry["neighbor"] = neighbor
+        return out
+      if attempt == max_reallocations:
+        break
+      entry["neighbor"] = entry["neighbor_fn"].allocate(p, extra_capacity=attempt * 8)
+      stats["reallocations"] += 1
+    raise RuntimeError(f"the neighbor list still overflows after {max_reallocations} reallocations "
+                       f"(N = {n}, box = {box}); check the positions for a collapse of atoms")
+
+  model.stats = stats
+  return model
+
+
+def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Sequence[float], eta: float,
+                     r_cut: float, cutoff: str | CutoffFn = "cosine", kind: str = "vector",
+                     n_species: int | None = None, format=partition.Dense, capacity_multiplier: float = 1.25,
+                     block: int | None = None) -> Callable:
+  """`model(positions, box=None, *, species=None) = apply_fn(descriptors)` on checked jax-md neighbor lists.
+
+  Args:
+    apply_fn: what to do with the descriptors inside the same jit (e.g. a network); None returns them.
+    r_s, eta, r_cut, cutoff: the basis, as in `vector_descriptors`.
+    kind: "vector" (eq. 51, `(N, 3, S * K)`) or "scalar" (eq. 34, `(N, S * K)`).
+    n_species: number of species when `species` is passed at call time (default 1).
+    format, capacity_multiplier: of the jax-md neighbor list.
+
+  Returns:
+    `model(positions (N, 3) A, box=None, *, species=None)`; see `neighbor_list_model` for the guarantees.
+    With apply_fn None it equals `vector_descriptors(positions, box, ...)` (or the scalar ones).
+  """
+  if kind not in ("vector", "scalar"):
+    raise ValueError(f"kind must be 'vector' or 'scalar', got {kind!r}")
+  r_s, eta, r_cut = _check_basis(r_s, eta, r_cut)
+  cutoff_fn = get_cutoff(cutoff)
+  apply_fn = apply_fn or (lambda d: d)
+
+  def build(displacement_fn):
+    def fn(positions, neighbor, species=None):
+      dtype = positions.dtype
+      v, _ = _node_features(positions.shape[0], species, n_species if species is not None else None, None,
+                            dtype)
+      d = _neighbor_list_sums(positions, neighbor, v, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype),
+                              displacement_fn=displacement_fn, r_cut=r_cut, cutoff=cutoff_fn,
+                              vector=kind == "vector", block=block)
+      return apply_fn(d)
+    return fn
+
+  inner = neighbor_list_model(build, r_cut=r_cut, format=format, capacity_multiplier=capacity_multiplier)
+
+  def model(positions, box=None, *, species=None):
+    if species is not None:
+      if n_species is None:
+        raise ValueError("pass n_species to descriptor_model to use species")
+      s = np.asarray(species)
+      checks.check_shape("species", s, (np.shape(positions)[0],))
+      if s.min() < 0 or s.max() >= n_species:
+        raise ValueError(f"species must lie in 0..{n_species - 1}, got values from {s.min()} to {s.max()}")
+      return inner(positions, box, species=jnp.asarray(s, jnp.int32))
+    return inner(positions, box)
+
+  model.stats = inner.stats
+  return model
+
+
+# --- The learnable vector GNN layer (eq. 32) ----------------------------------------------------------
+
+
+def init_vector_gnn(key: Array, n_edge: int, n_out: int, n_species: int = 1, *, dtype=jnp.float32) -> dict:
+  """Weights w_{b d a} of the vector GNN layer (eq. 32): `{"w": (n_edge, n_species, n_out)}`, Glorot uniform.
+
+  n_edge = number of Gaussian edge features b (len(r_s)), n_species = node features d, n_out = channels a.
+  """
+  if min(n_edge, n_out, n_species) < 1:
+    raise ValueError(f"n_edge, n_out and n_species must be >= 1, got {n_edge}, {n_out}, {n_species}")
+  w = glorot_uniform(key, (n_edge * n_species, n_out), dtype).reshape(n_species, n_edge, n_out)
+  return {"w": jnp.swapaxes(w, 0, 1)}
+
+
+def identity_vector_gnn(n_edge: int, *, dtype=jnp.float32) -> dict:
+  """w_{b 1 a} = delta_{ba} with one species: the GNN layer that reduces to eq. 51 (with identity sigma)."""
+  return {"w": jnp.eye(n_edge, dtype=dtype)[:, None, :]}
+
+
+def apply_vector_gnn(params: dict, edge_sums: Array, *, activation="identity") -> Array:
+  """The vector GNN layer D_i^a = sigma(sum_{j,b,d} (u_ij/|u_ij|) e_ij^b v_jd w_bda) (eq. 32).
+
+  The sum over neighbours j does not involve w, so it is done once, by the descriptor functions with node
+  features v (`vector_descriptors(..., species=...)`), and the layer is a linear map of those sums followed
+  by an equivariant vector activation; exact, and cheap enough to train on precomputed sums.
+
+  Args:
+    params: {"w": `(B, S, A)`} from `init_vector_gnn`.
+    edge_sums: `(..., 3, S * B)` = sum_j (u_ij/|u_ij|) e_ij^b v_jd in the block layout of this module.
+    activation: a vector activation (name or callable), e.g. "identity" or "softsign".
+
+  Returns:
+    `(..., 3, A)`, equivariant in the coordinate axis.
+  """
+  w = params["w"]
+  b, s, a = w.shape
+  if edge_sums.shape[-1] != b * s:
+    raise ValueError(f"edge_sums has {edge_sums.shape[-1]} channels, expected n_species * n_edge = {s} * {b}")
+  g = edge_sums.reshape(edge_sums.shape[:-1] + (s, b))
+  return get_activation(activation)(jnp.einsum("...xsb,bsa->...xa", g, w))
+
+
+def vector_gnn(params: dict, positions: Array, box: float | None = None, *, r_s: Sequence[float], eta: float,
+               r_cut: float, cutoff: str | CutoffFn = "cosine", species=None, node_features=None,
+               activation="identity") -> Array:
+  """The vector GNN layer (eq. 32) on positions `(N, 3)` A, dense; species one-hot node features.
+
+  Returns `(N, 3, A)`. With one species, `identity_vector_gnn` weights and identity activation it equals
+  `vector_descriptors` (eq. 51) exactly.
+  """
+  n_species = params["w"].shape[1]
+  if species is None and node_features is None and n_species != 1:
+    raise ValueError(f"the layer has {n_species} node features: pass species or node_features")
+  sums = vector_descriptors(positions, box, r_s=r_s, eta=eta, r_cut=r_cut, cutoff=cutoff, species=species,
+                            n_species=n_species if species is not None else None, node_features=node_features)
+  return apply_vector_gnn(params, sums, activation=activation)
+
+
+# --- The closed-form linear reference (SPEC 9) --------------------------------------------------------
+
+
+def fit_linear_force_map(descriptors, forces, *, rcond: float | None = None) -> np.ndarray:
+  """Least-squares c minimizing sum_i |F_i - sum_a c_a D_i^a|^2 over atoms i: the linear reference (SPEC 9).
+
+  For a pair potential F_i = sum_j U'(r_ij) r_ij / r_ij exactly, so a linear map of the vector descriptors
+  reproduces the force up to how well sum_a c_a exp(-eta (r - r_s^a)^2) f_c(r) fits U'(r) on the distances
+  that occur. The map is a scalar per channel (the same for x, y, z), hence O(3)-equivariant. Solved by
+  NumPy's SVD least squares in float64 on columns scaled to unit RMS (the Gaussians overlap strongly).
+
+  Args:
+    descriptors: `(A, 3, K)` vector descriptors of A atoms.
+    forces: `(A, 3)` target forces in eV/A.
+    rcond: cut-off ratio of small singular values (NumPy's default when None).
+
+  Returns:
+    c `(K,)` in eV/A per descriptor unit, float64.
+  """
+  x = np.asarray(descriptors, np.float64)
+  f = np.asarray(forces, np.float64)
+  checks.check_shape("descriptors", x, (None, 3, None))
+  checks.check_shape("forces", f, (x.shape[0], 3))
+  a = x.reshape(-1, x.shape[-1])
+  scale = np.sqrt(np.mean(a * a, axis=0))
+  scale = np.where(scale > 0, scale, 1.0)
+  c, *_ = np.linalg.lstsq(a / scale, f.reshape(-1), rcond=rcond)
+  return c / scale
+
+
+def apply_linear_force_map(coefficients, descriptors) -> np.ndarray:
+  """F_i = sum_a c_a D_i^a: `(K,)` and `(A, 3, K)` -> `(A, 3)` eV/A (NumPy, float64)."""
+  return np.asarray(descriptors, np.float64) @ np.asarray(coefficients, np.float64)
