@@ -71,7 +71,6 @@ def random_orthogonal_batch(seed: int, count: int, dtype):
 
 def train_and_evaluate(config, workdir: str) -> dict:
   import jax
-  import jax.numpy as jnp
   import numpy as np
 
   import unitary_enn as uenn
@@ -88,7 +87,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   def fit(name, optimizer, steps, eval_every, n_train, subdir):
     init, predict = model_fns(name, config, dtype)
-    loss_fn = lambda p, x, y: jnp.mean((predict(p, x) - y) ** 2)
+    loss_fn = training.mse_loss(predict)
     x_tr, y_tr = fb.standardized("train")
     if n_train:
       x_tr, y_tr = x_tr[:n_train], y_tr[:n_train]

@@ -57,7 +57,6 @@ class FourBodyData:
 def train_and_evaluate(config, workdir: str) -> dict:
   """Generate (or load) the data, train, evaluate on the test split, write results and figures."""
   import jax
-  import jax.numpy as jnp
 
   import unitary_enn as uenn
   from unitary_enn import io, plots, training
@@ -75,8 +74,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   def predict(p, x):
     return uenn.apply_uenn(p, x, activation=config.activation)
 
-  def loss_fn(p, x, y):
-    return jnp.mean(jnp.abs(predict(p, x) - y) ** 2)
+  loss_fn = training.mse_loss(predict)
 
   print(f"four_body: {n_params:,} parameters {sizes}, {len(ds['train']):,} training configurations, "
         f"optimizer {config.optimizer}, {config.steps:,} steps, workdir {workdir}", flush=True)

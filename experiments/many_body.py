@@ -114,8 +114,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   def predict(p, x):
     return uenn.apply_uenn(p, x, activation=config.activation)
 
-  def loss_fn(p, x, y):
-    return jnp.mean(jnp.abs(predict(p, x) - y) ** 2)
+  loss_fn = training.mse_loss(predict)
 
   print(f"many_body: {n_params:,} parameters {sizes}, {len(ds['train']):,} training atoms, "
         f"{len(ds['validation']):,} validation, {len(ds['test']):,} test; basis {net_basis}; optimizer "

@@ -1,7 +1,6 @@
 """The generic training loop: it lowers the loss, keeps the best parameters, resumes exactly after a kill."""
 
 import json
-import os
 
 import jax
 import jax.numpy as jnp

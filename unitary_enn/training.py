@@ -34,6 +34,13 @@ from unitary_enn.fire import conjugate_complex_grads, fire
 Array = jax.Array
 
 
+def mse_loss(predict: Callable) -> Callable:
+  """The loss of eq. 44: `(params, inputs, targets) -> mean |predict(params, inputs) - targets|^2`."""
+  def loss_fn(params, inputs, targets):
+    return jnp.mean(jnp.abs(predict(params, inputs) - targets) ** 2)
+  return loss_fn
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
   """The optimizer of a config: "fire" (full batch) or "adam" (mini-batch, warm-up + cosine decay)."""
   name = config.optimizer
