@@ -19,17 +19,9 @@ from __future__ import annotations
 import os
 import time
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 
-from experiments.four_body import cache_dir, force_rmse, setup_dtype
-
-_HERE = os.path.dirname(os.path.abspath(__file__))
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_HERE, "configs", "many_body.py"), "Experiment config (path[:variant]).",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", os.path.join("workdirs", "many_body"),
-                               "Where results, figures and checkpoints go.")
+from experiments.common import cache_dir, experiment_main, force_rmse, setup_dtype
 
 PAPER_TEST_RMSE = 0.00588  # eV/A, Sec. 4.5
 
@@ -177,11 +169,5 @@ def train_and_evaluate(config, workdir: str) -> dict:
   return results
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-  app.run(main)
+  experiment_main("many_body", train_and_evaluate)

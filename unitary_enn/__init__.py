@@ -28,3 +28,10 @@ from unitary_enn.descriptors import (apply_linear_force_map, apply_vector_gnn, c
                                      scalar_descriptors, scalar_descriptors_neighbor_list, vector_descriptors,
                                      vector_descriptors_neighbor_list, vector_gnn)
 from unitary_enn.potentials import lj_cut_neighbor_list, lj_cut_pair_energy
+
+# The argon cross of Sec. 4.5 (Fig. 11-14): FCC lattices, the cross cut, zero-pressure thermalization and
+# free-space NVE on checked jax-md neighbor lists, with analytical lj/cut or network forces; extended XYZ files.
+from unitary_enn.md import (ARGON_FCC_LATTICE_CONSTANT, NeighborListRun, Thermalized, argon_cross, cross_atom_count,
+                            cross_geometry, cross_mask, fcc_lattice, lj_cut_energy_fn, lj_cut_force_fn,
+                            lj_cut_virial_fn, many_body_force_fn, run_nve_neighbor_list, thermalize_fcc)
+from unitary_enn.io import write_extxyz

@@ -171,3 +171,36 @@ def _many_body_force_field(model: dict) -> Callable:
 
   forces.stats = model_fn.stats
   return forces
+
+
+def write_extxyz(path: str, frames, *, steps=None, dt: float | None = None, symbol: str = "Ar",
+                 cell: float | None = None, append: bool = False, precision: int = 8) -> None:
+  """Write frames as extended XYZ (ASE `ase.io.read(path, ":")`, OVITO), one frame after another.
+
+  Each frame: the atom count, a comment line `Lattice="..." Properties=species:S:1:pos:R:3 step=K Time=T
+  pbc="F F F"` and one line per atom `Ar x y z` (A). Free space: pbc is false; `cell` (a cubic side in A, for
+  viewers) is written as the Lattice when given.
+
+  Args:
+    path: file to write.  frames: `(F, N, 3)` or `(N, 3)` positions in A.
+    steps: `(F,)` MD step of each frame (default 0, 1, ...).  dt: ps per step, for Time = step * dt (ps).
+    symbol: chemical symbol of every atom.  cell: optional cubic cell side in A.
+    append: add to an existing file.  precision: decimals of the coordinates.
+  """
+  f = np.asarray(frames, np.float64)
+  if f.ndim == 2:
+    f = f[None]
+  checks.check_shape("frames", f, (None, None, 3))
+  checks.check_finite("frames", f)
+  steps = np.arange(len(f)) if steps is None else np.asarray(steps)
+  if steps.shape != (len(f),):
+    raise ValueError(f"steps has shape {steps.shape}, expected ({len(f)},)")
+  lattice = f'Lattice="{cell:g} 0 0 0 {cell:g} 0 0 0 {cell:g}" ' if cell is not None else ""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fmt = f"{symbol} %.{precision}f %.{precision}f %.{precision}f"
+  with open(path, "a" if append else "w") as fh:
+    for frame, step in zip(f, steps):
+      time_txt = f" Time={float(step) * dt:.6f}" if dt is not None else ""
+      fh.write(f"{len(frame)}\n{lattice}Properties=species:S:1:pos:R:3 step={int(step)}{time_txt} "
+               'pbc="F F F"\n')
+      np.savetxt(fh, frame, fmt=fmt)

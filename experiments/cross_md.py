@@ -1,0 +1,347 @@
+r"""MD of the argon cross with analytical and network forces (paper Sec. 4.5, end; Fig. 11-14).
+
+  python -m experiments.cross_md --train_workdir=workdirs/many_body   # MD with a trained many_body model
+  python -m experiments.cross_md                                      # no model given: trains the quick one
+                                                                      # first in <workdir>/train
+  python -m experiments.cross_md --config=experiments/configs/cross_md.py:paper --train_workdir=DIR
+  python -m experiments.cross_md --config=experiments/configs/cross_md.py:tiny --workdir=/tmp/cross
+
+1. Thermalizes a periodic FCC argon crystal (lj/cut 10 A) at 60 K and zero pressure: Nose-Hoover NVT with a
+   Berendsen barostat for the first half, then NVT at the box found (`uenn.md.thermalize_fcc`).
+2. Fixes the box and cuts out the 3-D cross: three orthogonal bars through the centre, `bar_width_cells` wide
+   (`uenn.md.cross_geometry`); removes its centre-of-mass momentum.
+3. Runs free-space NVE (velocity Verlet, 1 fs) from that state twice: with analytical lj/cut forces and with
+   the trained descriptor network (`uenn.md.run_nve_neighbor_list`, jax-md neighbor lists checked for overflow
+   after every chunk).
+
+Writes to --workdir: results.json; figures/position_rmsd.png (Fig. 12), figures/temperature.png (Fig. 14),
+figures/cross.png (Fig. 13: rendered projections before and after, both runs), figures/thermalization.png;
+trajectories/{analytical,network}.xyz (extended XYZ every `xyz_every` steps, for ASE and OVITO);
+series.npz (temperature of both runs at every step, position RMSD and energies at the recorded frames).
+Thermalization and both runs checkpoint every chunk under checkpoints/: run the same command again to resume a
+killed run (a finished stage is read back in seconds).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import time
+
+LABELS = {"analytical": "analytical lj/cut", "network": "ENN"}
+COLORS = {"analytical lj/cut": "k", "ENN": "C0"}
+
+
+def train_quick_model(train_config: str, train_dir: str) -> None:
+  """Train the many-atom model (`experiments.many_body`, config variant `train_config`) into `train_dir`.
+
+  Its progress lines show, and a killed training resumes from its checkpoint when the command is run again.
+  """
+  from experiments import many_body
+  from experiments.configs import many_body as many_body_config
+  many_body.train_and_evaluate(many_body_config.get_config(train_config), train_dir)
+
+
+def _validate(config):
+  from unitary_enn import md
+  if config.dtype not in ("float32", "float64"):
+    raise ValueError(f"config.dtype must be 'float32' or 'float64', got {config.dtype!r}")
+  md.cross_atom_count(config.n_cells, config.bar_width_cells)  # checks n_cells and bar_width_cells
+  if config.n_cells * config.lattice_constant < 2 * config.r_cut:
+    raise ValueError(f"config.n_cells={config.n_cells} gives a box of {config.n_cells * config.lattice_constant:.2f} "
+                     f"A < 2 * r_cut = {2 * config.r_cut} A; the periodic thermalization needs a larger crystal")
+  for key in ("n_steps", "chunk_steps", "record_every", "barostat_every"):
+    if config[key] < 1:
+      raise ValueError(f"config.{key} must be >= 1, got {config[key]}")
+  if config.n_steps % config.record_every or config.chunk_steps % config.record_every:
+    raise ValueError(f"config.n_steps ({config.n_steps}) and config.chunk_steps ({config.chunk_steps}) must be "
+                     f"multiples of config.record_every ({config.record_every})")
+  if config.xyz_every < 0 or (config.xyz_every and config.xyz_every % config.record_every):
+    raise ValueError(f"config.xyz_every ({config.xyz_every}) must be 0 (no XYZ) or a multiple of "
+                     f"config.record_every ({config.record_every})")
+  for key in ("dt", "temperature", "thermalize_ps", "r_cut"):
+    if not config[key] > 0:
+      raise ValueError(f"config.{key} must be > 0, got {config[key]}")
+  for key in ("format", "network_format", "thermalize_format"):
+    if config[key] not in md.NEIGHBOR_FORMATS:
+      raise ValueError(f"config.{key} must be one of {md.NEIGHBOR_FORMATS}, got {config[key]!r}")
+
+
+def _forces_once(force_fn_builder, positions, r_cut: float):
+  """Forces `(N, 3)` eV/A of a neighbor-list force function on one free-space configuration (checked list)."""
+  import jax
+  import numpy as np
+  from jax_md import partition, space
+
+  displacement_fn, _ = space.free()
+  p = np.asarray(positions)
+  box = float(np.max(p.max(0) - p.min(0))) + 2 * r_cut
+  neighbor_fn = partition.neighbor_list(displacement_fn, box, r_cut, format=partition.OrderedSparse)
+  neighbor = neighbor_fn.allocate(positions)
+  if neighbor.did_buffer_overflow:  # an allocation sized on these very positions cannot overflow
+    raise RuntimeError("neighbor list overflowed at allocation")
+  return np.asarray(jax.jit(force_fn_builder(displacement_fn))(positions, neighbor))
+
+
+def run(config, workdir: str, train_workdir: str | None = None) -> dict:
+  """Thermalize, cut the cross, run NVE with analytical and network forces, write results and figures.
+
+  Args:
+    config: from `experiments/configs/cross_md.py`.
+    workdir: where results.json, figures/, trajectories/ and checkpoints/ go (and the model, if trained here).
+    train_workdir: a many_body workdir holding model.pkl; overrides `config.train_workdir`. When both are
+      empty the model is trained first in `<workdir>/train` with `config.train_config` (or reused from there).
+
+  Returns:
+    The results dict written to results.json.
+  """
+  _validate(config)
+  t_start = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  train_workdir = train_workdir or config.train_workdir
+  trained_here, train_time = False, 0.0
+  if not train_workdir:
+    train_workdir = os.path.join(workdir, "train")
+    trained_here = True
+    if os.path.exists(os.path.join(train_workdir, "model.pkl")):
+      print(f"cross_md: no --train_workdir given; reusing the model trained earlier in {train_workdir}", flush=True)
+    else:
+      print(f"cross_md: no --train_workdir given, so training the {config.train_config!r} many-atom model first "
+            f"(experiments.many_body) in {train_workdir}; the quick one takes ~10 minutes on 2 CPU cores",
+            flush=True)
+      t0 = time.time()
+      train_quick_model(config.train_config, train_workdir)
+      train_time = time.time() - t0
+
+  import jax
+  if config.dtype == "float64":
+    jax.config.update("jax_enable_x64", True)
+  import jax.numpy as jnp
+  import numpy as np
+
+  from unitary_enn import io, md, plots
+  from unitary_enn.potentials import ARGON_MASS
+
+  dtype = jnp.dtype(config.dtype)
+  model = io.load_model(train_workdir)
+  if model.get("kind") != "many_body":
+    raise ValueError(f"train_workdir {train_workdir!r} holds a {model.get('kind')!r} model; this experiment needs "
+                     "a many_body model (python -m experiments.many_body)")
+  train_results = {}
+  if os.path.exists(os.path.join(train_workdir, io.RESULTS)):
+    with open(os.path.join(train_workdir, io.RESULTS)) as f:
+      train_results = json.load(f)
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  os.makedirs(ckpt_dir, exist_ok=True)
+  with open(os.path.join(train_workdir, io.MODEL), "rb") as f:
+    model_id = hashlib.sha1(f.read()).hexdigest()[:12]  # a network run resumes only with the same model
+
+  # --- 1. Thermalization at 60 K and zero pressure (periodic) ---
+  n = int(config.n_cells)
+  th = md.thermalize_fcc(
+      n, temperature=config.temperature, time_ps=config.thermalize_ps, dt=config.dt,
+      lattice_constant=config.lattice_constant, r_cut=config.r_cut, pressure_gpa=config.pressure_gpa,
+      barostat_fraction=config.barostat_fraction, barostat_every=config.barostat_every,
+      barostat_tau=config.barostat_tau, compressibility=config.compressibility,
+      box_average_fraction=config.box_average_fraction,
+      thermostat_tau=config.thermostat_tau, seed=config.seed, dtype=dtype, format=config.thermalize_format,
+      capacity_multiplier=config.capacity_multiplier, dr_threshold=config.dr_threshold,
+      chunk_steps=_multiple(config.chunk_steps, config.barostat_every),
+      checkpoint=os.path.join(ckpt_dir, "thermalize.pkl"))
+  last = th.series["step"] > th.series["step"][-1] - 0.25 * th.series["step"][-1]  # the last quarter
+  thermal = dict(n_atoms=len(th.positions), box_A=th.box, lattice_constant_A=th.lattice_constant,
+                 temperature_K_last_quarter=float(np.mean(th.series["temperature_K"][last])),
+                 pressure_GPa_last_quarter=float(np.mean(th.series["pressure_GPa"][last])),
+                 pressure_GPa_std_last_quarter=float(np.std(th.series["pressure_GPa"][last])),
+                 atom_steps_per_s=th.stats["atom_steps_per_s"], compile_s=th.stats["compile_s"],
+                 run_s=th.stats["run_s"], neighbor_reallocations=th.stats["reallocations"])
+
+  # --- 2. The cross ---
+  centre, width = md.cross_geometry(th.box, n, config.bar_width_cells)
+  mask = md.cross_mask(th.positions, centre, width)
+  positions = jnp.asarray(th.positions[mask], dtype)
+  momenta = th.momenta[mask]
+  momenta = jnp.asarray(momenta - momenta.mean(axis=0), dtype)  # equal masses: zero net momentum
+  n_atoms = int(mask.sum())
+  expected = md.cross_atom_count(n, config.bar_width_cells)
+  print(f"cross_md: cut the cross ({config.bar_width_cells}-cell bars, {width:.3f} A wide) from the "
+        f"{len(th.positions):,}-atom crystal: {n_atoms:,} atoms ({expected:,} sites; the paper's 50^3 crystal: "
+        f"{md.cross_atom_count():,}, the paper reports {md.PAPER_CROSS_ATOMS:,}); "
+        f"T = {float(md.temperature(momenta, ARGON_MASS)):.2f} K", flush=True)
+
+  # Where the network stands on this very configuration: its forces against lj/cut, and the MD force function
+  # (neighbor list, jitted) against the workdir's own force field (io.load_force_field).
+  lj_builder = functools.partial(md.lj_cut_force_fn, r_cut=config.r_cut)
+  net_builder = functools.partial(md.many_body_force_fn, model)
+  f_lj = _forces_once(lj_builder, positions, config.r_cut)
+  f_net = _forces_once(net_builder, positions, float(model["r_cut"]))
+  f_io = np.asarray(io.load_force_field(train_workdir)(np.asarray(positions)))
+  force_check = dict(
+      network_force_rmse_eV_A=float(np.sqrt(np.mean((f_net - f_lj) ** 2))),
+      lj_force_rms_eV_A=float(np.sqrt(np.mean(f_lj ** 2))),
+      md_vs_load_force_field_max_abs_eV_A=float(np.max(np.abs(f_net - f_io))),
+      network_net_force_eV_A=float(np.linalg.norm(f_net.sum(axis=0))))
+  print(f"cross_md: on the initial cross the network's force RMSE is {force_check['network_force_rmse_eV_A']:.5f} "
+        f"eV/A (lj/cut force RMS {force_check['lj_force_rms_eV_A']:.4f} eV/A)", flush=True)
+
+  # --- 3. NVE with analytical and network forces ---
+  energy_builder = functools.partial(md.lj_cut_energy_fn, r_cut=config.r_cut)
+  setups = {"analytical": (lj_builder, config.r_cut, config.format),
+            "network": (net_builder, float(model["r_cut"]), config.network_format)}
+  runs = {}
+  for name, (builder, r_cut, fmt) in setups.items():
+    runs[name] = md.run_nve_neighbor_list(
+        builder, positions, momenta, mass=ARGON_MASS, dt=config.dt, n_steps=config.n_steps, r_cut=r_cut,
+        record_every=config.record_every, chunk_steps=config.chunk_steps, energy_fn_builder=energy_builder,
+        format=fmt, capacity_multiplier=config.capacity_multiplier, dr_threshold=config.dr_threshold,
+        checkpoint=os.path.join(ckpt_dir, f"{name}_{model_id}.pkl" if name == "network" else f"{name}.pkl"),
+        label=f"md[{name}]")
+
+  # --- Observables ---
+  ref, net = runs["analytical"], runs["network"]
+  frame_steps = ref.steps
+  rmsd = np.asarray(md.position_rmsd(ref.positions[:, None], net.positions[:, None]))
+  temps = {k: r.temperature for k, r in runs.items()}
+  steps = np.arange(config.n_steps + 1)
+  energy = {k: r.kinetic_energy[::config.record_every] + r.potential_energy for k, r in runs.items()}
+  per_run = {}
+  for name, r in runs.items():
+    e = energy[name]
+    per_run[name] = dict(
+        atom_steps_per_s=r.stats["atom_steps_per_s"], steps_per_s=r.stats["steps_run"] / max(r.stats["run_s"], 1e-9),
+        compile_s=r.stats["compile_s"], run_s=r.stats["run_s"],
+        neighbor_reallocations=r.stats["reallocations"], redone_steps=r.stats["redone_steps"],
+        temperature_initial_K=float(temps[name][0]), temperature_final_K=float(temps[name][-1]),
+        temperature_mean_K=float(np.mean(temps[name])),
+        total_energy_initial_eV=float(e[0]), total_energy_final_eV=float(e[-1]),
+        energy_drift_rel=float(abs(e[-1] - e[0]) / abs(e[0])),
+        energy_max_deviation_rel=float(np.max(np.abs(e - e[0])) / abs(e[0])),
+        extent_final_A=float(np.max(np.ptp(r.positions[-1], axis=0))))
+  results = dict(
+      experiment="cross_md",
+      n_atoms=n_atoms,
+      final_position_rmsd_A=float(rmsd[-1]),
+      mean_abs_temperature_difference_K=float(np.mean(np.abs(temps["network"] - temps["analytical"]))),
+      energy_drift_rel_analytical=per_run["analytical"]["energy_drift_rel"],
+      atom_steps_per_s_analytical=per_run["analytical"]["atom_steps_per_s"],
+      atom_steps_per_s_network=per_run["network"]["atom_steps_per_s"],
+      position_rmsd_A={str(int(s)): float(v) for s, v in zip(frame_steps, rmsd)
+                       if s in _report_steps(config.n_steps)},
+      runs=per_run,
+      thermalization=thermal,
+      network_on_initial_cross=force_check,
+      cross=dict(n_cells=n, bar_width_cells=int(config.bar_width_cells), bar_width_A=float(width),
+                 centre_A=[float(x) for x in centre], crystal_atoms=len(th.positions), sites_in_cross=expected,
+                 paper_size_atoms=md.cross_atom_count(), paper_reported_atoms=md.PAPER_CROSS_ATOMS),
+      definitions=dict(
+          final_position_rmsd="eq. 49 with one sample: sqrt(mean over atoms of |r_analytical - r_network|^2) "
+                              "at the last step, A",
+          mean_abs_temperature_difference="mean over every step of |T_network - T_analytical|, T = 2 KE / "
+                                          "((3N - 3) k_B), K",
+          energy_drift_rel="|E(n_steps) - E(0)| / |E(0)|, E = KE + lj/cut potential energy (eq. 48; for the "
+                           "network run at its own positions)",
+          atom_steps_per_s="atoms x steps / seconds spent in the compiled MD chunks (compilation excluded), "
+                           "measured in this run on this machine",
+          thermalization="Nose-Hoover NVT + Berendsen barostat to 0 GPa, then NVT at the box averaged over the "
+                         "end of the barostat phase; pressure from the virial, lj/cut without tail correction; "
+                         "*_last_quarter = mean over the last quarter of the thermalization (NVT)"),
+      paper=dict(n_cells=md.PAPER_CROSS_CELLS, n_atoms=md.PAPER_CROSS_ATOMS, thermalize_ps=10.0, n_steps=20_000,
+                 note="the paper gives no numbers for this experiment, only that the temperatures agree well"),
+      train_workdir=os.path.abspath(train_workdir),
+      trained_here=trained_here,
+      model_test_force_rmse=train_results.get("test_force_rmse"),
+      model_sizes=list(model["sizes"]),
+      n_steps=config.n_steps, dt_ps=config.dt, dtype=config.dtype,
+      train_wall_time_s=train_time,
+      wall_time_s=time.time() - t_start,
+      config=config.to_dict(),
+      versions=io.package_versions(),
+  )
+
+  # --- Files: series, trajectories, figures ---
+  np.savez_compressed(os.path.join(workdir, "series.npz"), steps=steps, frame_steps=frame_steps,
+                      position_rmsd=rmsd, **{f"{k}_temperature": v for k, v in temps.items()},
+                      **{f"{k}_total_energy": v for k, v in energy.items()},
+                      thermalization_step=th.series["step"],
+                      **{f"thermalization_{k}": v for k, v in th.series.items() if k != "step"})
+  if config.xyz_every:
+    stride = config.xyz_every // config.record_every
+    for name, r in runs.items():
+      io.write_extxyz(os.path.join(workdir, "trajectories", f"{name}.xyz"), r.positions[::stride],
+                      steps=frame_steps[::stride], dt=config.dt, cell=th.box)
+  fig = os.path.join(workdir, "figures")
+  plots.plot_vs_step(frame_steps[1:], {"ENN vs analytical": rmsd[1:]}, os.path.join(fig, "position_rmsd.png"),
+                     ylabel="position RMSD (A), eq. 49", logy=True,
+                     title=f"Argon cross, {n_atoms:,} atoms: ENN vs analytical lj/cut (paper Fig. 12)")
+  plots.plot_vs_step(steps, {LABELS[k]: v for k, v in temps.items()}, os.path.join(fig, "temperature.png"),
+                     ylabel="temperature (K)", colors=COLORS, styles={"ENN": "--"},
+                     title=f"Argon cross, {n_atoms:,} atoms: temperature from kinetic energy (paper Fig. 14)")
+  plots.plot_atom_projections(
+      {"initial (both runs)": ref.positions[0],
+       f"analytical, step {config.n_steps:,}": ref.positions[-1],
+       f"ENN, step {config.n_steps:,}": net.positions[-1]},
+      os.path.join(fig, "cross.png"), centre=centre, groups=_cross_groups(th.positions[mask], centre, width),
+      group_names=("centre", "x bar", "y bar", "z bar"),
+      title=f"Argon cross, {n_atoms:,} atoms, {config.n_steps * config.dt:g} ps of NVE (paper Fig. 13)")
+  time_ps = th.series["step"] * config.dt
+  barostat_end = config.barostat_fraction * config.thermalize_ps
+  plots.plot_panels(
+      time_ps, [("temperature (K)", {"T": th.series["temperature_K"]}),
+                ("pressure (GPa)", {"P": th.series["pressure_GPa"]}),
+                ("lattice constant (A)", {"a": th.series["box_A"] / n})],
+      os.path.join(fig, "thermalization.png"), xlabel="time (ps)", hlines=(config.temperature, config.pressure_gpa,
+                                                                         None),
+      title=f"Thermalization of {len(th.positions):,} atoms (barostat until {barostat_end:g} ps, then NVT)")
+  results["wall_time_s"] = time.time() - t_start
+  io.write_json(os.path.join(workdir, io.RESULTS), results)
+  _print_summary(results, workdir)
+  return results
+
+
+def _cross_groups(positions, centre, width):
+  """0 for atoms of the central cube, 1, 2, 3 for the arms of the x, y, z bars: `(N,)` ints."""
+  import numpy as np
+  inside = np.abs(np.asarray(positions) - centre) < 0.5 * width
+  return np.where(inside.all(axis=1), 0, 1 + np.argmin(inside, axis=1))
+
+
+def _multiple(value: int, of: int) -> int:
+  """The smallest multiple of `of` that is >= value."""
+  return -(-int(value) // int(of)) * int(of)
+
+
+def _report_steps(n_steps: int) -> set[int]:
+  return {s for s in (100, 1_000, 5_000, 10_000, 20_000, n_steps) if s <= n_steps}
+
+
+def _print_summary(r: dict, workdir: str) -> None:
+  a, nn = r["runs"]["analytical"], r["runs"]["network"]
+  print(f"cross_md: {r['n_atoms']:,} atoms, {r['n_steps']:,} steps: final position RMSD "
+        f"{r['final_position_rmsd_A']:.4g} A, mean |T_ENN - T_analytical| {r['mean_abs_temperature_difference_K']:.3g}"
+        f" K, analytical energy drift {r['energy_drift_rel_analytical']:.2e} (ENN {nn['energy_drift_rel']:.2e}); "
+        f"{a['atom_steps_per_s'] / 1e3:.1f}k atom-steps/s analytical, {nn['atom_steps_per_s'] / 1e3:.1f}k ENN; "
+        f"total {r['wall_time_s']:.0f} s; results in {os.path.join(workdir, 'results.json')}", flush=True)
+
+
+def _extra_flags():
+  from absl import flags
+  return dict(train_workdir=flags.DEFINE_string(
+      "train_workdir", None, "Workdir of a many_body training run (model.pkl); overrides config.train_workdir. "
+      "Without either, the quick model is trained first in <workdir>/train."))
+
+
+def main(config, workdir: str, train_workdir: str | None = None) -> dict:
+  from absl import app
+  train_workdir = train_workdir or config.train_workdir
+  if train_workdir and not os.path.exists(os.path.join(train_workdir, "model.pkl")):
+    raise app.UsageError(f"no trained model in --train_workdir={train_workdir!r} (expected model.pkl): train one "
+                         f"with python -m experiments.many_body --workdir={train_workdir}, or leave --train_workdir "
+                         "out to train the quick model here first")
+  return run(config, workdir, train_workdir)
+
+
+if __name__ == "__main__":
+  from experiments.common import experiment_main
+  experiment_main("cross_md", main, _extra_flags)
