@@ -73,3 +73,30 @@ def experiment_main(name: str, train_and_evaluate, extra_flags=None) -> None:
     train_and_evaluate(config.value, workdir.value, **kwargs)
 
   run_app(main)
+
+
+def with_trained_model(run, trained_by: str):
+  """`main(config, workdir, train_workdir=None)` for a binary that drives a model trained by `trained_by`.
+
+  The model comes from `train_workdir` (the flag), else `config.train_workdir`; when both are empty, `run`
+  trains the quick one itself. A given workdir without model.pkl is a usage error, not a retraining.
+  """
+  def main(config, workdir: str, train_workdir: str | None = None):
+    train_workdir = train_workdir or config.train_workdir
+    if train_workdir and not os.path.exists(os.path.join(train_workdir, "model.pkl")):
+      raise app.UsageError(
+          f"no trained model in --train_workdir={train_workdir!r} (expected model.pkl): train one with "
+          f"python -m experiments.{trained_by} --workdir={train_workdir}, or leave --train_workdir out to "
+          "train the quick model here first")
+    return run(config, workdir, train_workdir)
+  return main
+
+
+def train_workdir_flag(trained_by: str):
+  """The `extra_flags` of `experiment_main` for binaries built with `with_trained_model`."""
+  def define():
+    from absl import flags
+    return dict(train_workdir=flags.DEFINE_string(
+        "train_workdir", None, f"Workdir of a {trained_by} training run (model.pkl); overrides "
+        "config.train_workdir. Without either, the quick model is trained first in <workdir>/train."))
+  return define

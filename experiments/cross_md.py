@@ -30,6 +30,8 @@ import json
 import os
 import time
 
+from experiments.common import experiment_main, train_workdir_flag, with_trained_model
+
 LABELS = {"analytical": "analytical lj/cut", "network": "ENN"}
 COLORS = {"analytical lj/cut": "k", "ENN": "C0"}
 
@@ -325,23 +327,8 @@ def _print_summary(r: dict, workdir: str) -> None:
         f"total {r['wall_time_s']:.0f} s; results in {os.path.join(workdir, 'results.json')}", flush=True)
 
 
-def _extra_flags():
-  from absl import flags
-  return dict(train_workdir=flags.DEFINE_string(
-      "train_workdir", None, "Workdir of a many_body training run (model.pkl); overrides config.train_workdir. "
-      "Without either, the quick model is trained first in <workdir>/train."))
-
-
-def main(config, workdir: str, train_workdir: str | None = None) -> dict:
-  from absl import app
-  train_workdir = train_workdir or config.train_workdir
-  if train_workdir and not os.path.exists(os.path.join(train_workdir, "model.pkl")):
-    raise app.UsageError(f"no trained model in --train_workdir={train_workdir!r} (expected model.pkl): train one "
-                         f"with python -m experiments.many_body --workdir={train_workdir}, or leave --train_workdir "
-                         "out to train the quick model here first")
-  return run(config, workdir, train_workdir)
+main = with_trained_model(run, "many_body")
 
 
 if __name__ == "__main__":
-  from experiments.common import experiment_main
-  experiment_main("cross_md", main, _extra_flags)
+  experiment_main("cross_md", main, train_workdir_flag("many_body"))
