@@ -100,3 +100,57 @@ def train_workdir_flag(trained_by: str):
         "train_workdir", None, f"Workdir of a {trained_by} training run (model.pkl); overrides "
         "config.train_workdir. Without either, the quick model is trained first in <workdir>/train."))
   return define
+
+
+def train_model(trained_by: str, variant: str, train_dir: str) -> None:
+  """Train `experiments.<trained_by>` with config variant `variant` into `train_dir`, in this process.
+
+  Its progress lines show, and a killed training resumes from its checkpoint when run again.
+  """
+  import importlib
+  module = importlib.import_module(f"experiments.{trained_by}")
+  configs = importlib.import_module(f"experiments.configs.{trained_by}")
+  module.train_and_evaluate(configs.get_config(variant), train_dir)
+
+
+def trained_model(config, workdir: str, train_workdir: str | None, *, trained_by: str, caller: str,
+                  minutes: int) -> dict:
+  """The model an MD binary drives: from `train_workdir` (or `config.train_workdir`), else trained first.
+
+  With neither given, the model lives in `<workdir>/train`: reused when a finished one is there, else trained
+  with `config.train_config` (`train_model`). Its kind must be `trained_by`.
+
+  Returns:
+    dict(model=the model.pkl dict, train_workdir, trained_here, train_time_s, train_results=its results.json
+    or {}).
+  """
+  import json
+  import time
+
+  from unitary_enn import io
+  train_workdir = train_workdir or config.train_workdir
+  trained_here, train_time = False, 0.0
+  if not train_workdir:
+    train_workdir = os.path.join(workdir, "train")
+    trained_here = True
+    if os.path.exists(os.path.join(train_workdir, io.MODEL)):
+      print(f"{caller}: no --train_workdir given; reusing the model trained earlier in {train_workdir}",
+            flush=True)
+    else:
+      print(f"{caller}: no --train_workdir given, so training the {config.train_config!r} model first "
+            f"(experiments.{trained_by}) in {train_workdir}; the quick one takes ~{minutes} minutes on 2 CPU "
+            "cores", flush=True)
+      t0 = time.time()
+      train_model(trained_by, config.train_config, train_workdir)
+      train_time = time.time() - t0
+  model = io.load_model(train_workdir)
+  if model.get("kind") != trained_by:
+    raise ValueError(f"train_workdir {train_workdir!r} holds a {model.get('kind')!r} model; this experiment "
+                     f"needs a {trained_by} model (python -m experiments.{trained_by})")
+  results_path = os.path.join(train_workdir, io.RESULTS)
+  train_results = {}
+  if os.path.exists(results_path):
+    with open(results_path) as f:
+      train_results = json.load(f)
+  return dict(model=model, train_workdir=train_workdir, trained_here=trained_here, train_time_s=train_time,
+              train_results=train_results)

@@ -26,24 +26,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import time
 
-from experiments.common import experiment_main, train_workdir_flag, with_trained_model
+from experiments.common import experiment_main, setup_dtype, trained_model, train_workdir_flag, with_trained_model
 
 LABELS = {"analytical": "analytical lj/cut", "network": "ENN"}
 COLORS = {"analytical lj/cut": "k", "ENN": "C0"}
-
-
-def train_quick_model(train_config: str, train_dir: str) -> None:
-  """Train the many-atom model (`experiments.many_body`, config variant `train_config`) into `train_dir`.
-
-  Its progress lines show, and a killed training resumes from its checkpoint when the command is run again.
-  """
-  from experiments import many_body
-  from experiments.configs import many_body as many_body_config
-  many_body.train_and_evaluate(many_body_config.get_config(train_config), train_dir)
 
 
 def _validate(config):
@@ -102,39 +91,18 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   _validate(config)
   t_start = time.time()
   os.makedirs(workdir, exist_ok=True)
-  train_workdir = train_workdir or config.train_workdir
-  trained_here, train_time = False, 0.0
-  if not train_workdir:
-    train_workdir = os.path.join(workdir, "train")
-    trained_here = True
-    if os.path.exists(os.path.join(train_workdir, "model.pkl")):
-      print(f"cross_md: no --train_workdir given; reusing the model trained earlier in {train_workdir}", flush=True)
-    else:
-      print(f"cross_md: no --train_workdir given, so training the {config.train_config!r} many-atom model first "
-            f"(experiments.many_body) in {train_workdir}; the quick one takes ~10 minutes on 2 CPU cores",
-            flush=True)
-      t0 = time.time()
-      train_quick_model(config.train_config, train_workdir)
-      train_time = time.time() - t0
+  tm = trained_model(config, workdir, train_workdir, trained_by="many_body", caller="cross_md",
+                     minutes=10)
+  model, train_workdir, train_results = tm["model"], tm["train_workdir"], tm["train_results"]
+  trained_here, train_time = tm["trained_here"], tm["train_time_s"]
 
-  import jax
-  if config.dtype == "float64":
-    jax.config.update("jax_enable_x64", True)
+  dtype = setup_dtype(config)
   import jax.numpy as jnp
   import numpy as np
 
   from unitary_enn import io, md, plots
   from unitary_enn.potentials import ARGON_MASS
 
-  dtype = jnp.dtype(config.dtype)
-  model = io.load_model(train_workdir)
-  if model.get("kind") != "many_body":
-    raise ValueError(f"train_workdir {train_workdir!r} holds a {model.get('kind')!r} model; this experiment needs "
-                     "a many_body model (python -m experiments.many_body)")
-  train_results = {}
-  if os.path.exists(os.path.join(train_workdir, io.RESULTS)):
-    with open(os.path.join(train_workdir, io.RESULTS)) as f:
-      train_results = json.load(f)
   ckpt_dir = os.path.join(workdir, "checkpoints")
   os.makedirs(ckpt_dir, exist_ok=True)
   with open(os.path.join(train_workdir, io.MODEL), "rb") as f:

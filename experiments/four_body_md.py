@@ -21,11 +21,10 @@ checkpointed; the training it may start resumes from its own checkpoint when the
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
-from experiments.common import experiment_main, train_workdir_flag, with_trained_model
+from experiments.common import experiment_main, setup_dtype, trained_model, train_workdir_flag, with_trained_model
 
 
 # The run variants: name -> (label in figures, line style, color).
@@ -35,16 +34,6 @@ VARIANTS = {
     "network_net_force_removed": ("ENN, net force removed", "--", "C1"),
     "network_net_force_torque_removed": ("ENN, net force and torque removed", ":", "C2"),
 }
-
-
-def train_quick_model(train_config: str, train_dir: str) -> None:
-  """Train the four-atom model (`experiments.four_body`, config variant `train_config`) into `train_dir`.
-
-  Its progress lines show, and a killed run resumes from its checkpoint when the command is run again.
-  """
-  from experiments import four_body
-  from experiments.configs import four_body as four_body_config
-  four_body.train_and_evaluate(four_body_config.get_config(train_config), train_dir)
 
 
 def _validate(config):
@@ -87,26 +76,13 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   _validate(config)
   t_start = time.time()
   os.makedirs(workdir, exist_ok=True)
-  train_workdir = train_workdir or config.train_workdir
-  trained_here = False
-  train_time = 0.0
-  if not train_workdir:
-    train_workdir = os.path.join(workdir, "train")
-    if os.path.exists(os.path.join(train_workdir, "model.pkl")):
-      print(f"four_body_md: no --train_workdir given; reusing the model trained earlier in {train_workdir}",
-            flush=True)
-    else:
-      print(f"four_body_md: no --train_workdir given, so training the {config.train_config!r} four-atom model "
-            f"first (experiments.four_body) in {train_workdir}; the quick one takes ~5 minutes on 2 CPU cores",
-            flush=True)
-      t0 = time.time()
-      train_quick_model(config.train_config, train_workdir)
-      train_time = time.time() - t0
-    trained_here = True
+  tm = trained_model(config, workdir, train_workdir, trained_by="four_body", caller="four_body_md",
+                     minutes=5)
+  model, train_workdir, train_results = tm["model"], tm["train_workdir"], tm["train_results"]
+  trained_here, train_time = tm["trained_here"], tm["train_time_s"]
 
+  dtype = setup_dtype(config)
   import jax
-  if config.dtype == "float64":
-    jax.config.update("jax_enable_x64", True)
   import jax.numpy as jnp
   import numpy as np
 
@@ -114,15 +90,6 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   from unitary_enn import data, io, md, plots
   from unitary_enn.potentials import ARGON_MASS, lj_forces
 
-  dtype = jnp.dtype(config.dtype)
-  model = io.load_model(train_workdir)
-  if model.get("kind") != "four_body":
-    raise ValueError(f"train_workdir {train_workdir!r} holds a {model.get('kind')!r} model; this experiment "
-                     "needs a four_body model (python -m experiments.four_body)")
-  train_results = {}
-  if os.path.exists(os.path.join(train_workdir, io.RESULTS)):
-    with open(os.path.join(train_workdir, io.RESULTS)) as f:
-      train_results = json.load(f)
   mass = ARGON_MASS
 
   net = md.model_force_fn(model, dtype=dtype)

@@ -222,14 +222,14 @@ def test_extxyz_reads_back_with_ase(tmp_path):
 def tiny_run(tmp_path_factory):
   """The tiny many_body model is trained in-process where the binary would train it (<workdir>/train); the
   binary then reuses it and runs the whole experiment on its tiny config."""
-  from experiments import cross_md
+  from experiments import common, cross_md
   from experiments.configs import cross_md as cross_config
 
   workdir = str(tmp_path_factory.mktemp("cross_md"))
   with pytest.MonkeyPatch.context() as mp:
     mp.setenv("UENN_CACHE_DIR", workdir)
     with contextlib.redirect_stdout(stdio.StringIO()):
-      cross_md.train_quick_model("tiny", os.path.join(workdir, "train"))
+      common.train_model("many_body", "tiny", os.path.join(workdir, "train"))
     with contextlib.redirect_stdout(stdio.StringIO()) as out:
       results = cross_md.run(cross_config.get_config("tiny"), workdir)
   return workdir, results, out.getvalue()
