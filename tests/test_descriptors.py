@@ -254,3 +254,22 @@ def test_neighbor_buffer_overflow_is_reallocated_never_silent():
   neighbor_fn, _ = uenn.vector_descriptors_neighbor_list(displacement_fn, side, **BASIS)
   nbrs = neighbor_fn.allocate(dilute)
   assert bool(neighbor_fn.update(dense, nbrs).did_buffer_overflow)
+
+
+@pytest.mark.parametrize("fmt", [partition.Dense, partition.OrderedSparse])
+def test_descriptor_sums_in_a_lower_dtype_keep_float64_displacements(fmt):
+  """dtype=float32 on float64 positions: float32 sums equal the float64 ones to float32 rounding, also for
+  coordinates far from the origin where float32 positions alone would lose the displacement's digits."""
+  pos, side = _box_atoms(60, 31.0, seed=5)
+  displacement_fn, _ = space.free()
+  far = jnp.asarray(pos, jnp.float64) + 1.0e5  # float32 spacing at 1e5 A is 0.008 A
+  neighbor_fn, descriptor_fn = uenn.vector_descriptors_neighbor_list(displacement_fn, 3 * side, format=fmt,
+                                                                     **BASIS)
+  want = descriptor_fn(far - 1.0e5, neighbor_fn.allocate(far - 1.0e5))
+  nbrs = neighbor_fn.allocate(far)
+  got = jax.jit(lambda p, n: descriptor_fn(p, n, dtype=jnp.float32))(far, nbrs)
+  assert got.dtype == jnp.float32 and want.dtype == jnp.float64
+  np.testing.assert_allclose(got, want, atol=2e-5 * float(jnp.max(jnp.abs(want))))
+  # Casting the positions first is what the option avoids: that error is orders of magnitude larger.
+  naive = descriptor_fn(far.astype(jnp.float32), nbrs)
+  assert float(jnp.max(jnp.abs(naive - want))) > 100 * float(jnp.max(jnp.abs(got - want)))

@@ -326,8 +326,12 @@ def neighbor_pairs(positions: Array, neighbor: partition.NeighborList, displacem
 
 def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacement_fn, r_cut, cutoff, vector,
                         block):
-  """Sums over neighbours of eq. 33-35 terms for any jax-md format; `(N, [3,] S, K)` flattened to channels."""
+  """Sums over neighbours of eq. 33-35 terms for any jax-md format; `(N, [3,] S, K)` flattened to channels.
+
+  Displacements are taken in the positions' dtype; the pair terms and sums in the dtype of `node_feat`.
+  """
   n = positions.shape[0]
+  dtype = node_feat.dtype
   s, k = node_feat.shape[1], r_s.shape[0]
   out_shape = (n, 3, s * k) if vector else (n, s * k)
   pair_map = jax.vmap(jax.vmap(displacement_fn, (0, None)), (0, 0))  # (b, M, 3), (b, 3) -> r_j - r_i
@@ -343,7 +347,7 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
       nbr = idx[jnp.minimum(i, n - 1)]  # (b, M)
       valid = (nbr < n) & (i[:, None] < n) & (nbr != i[:, None])
       jc = jnp.minimum(nbr, n - 1)
-      dr = pair_map(positions[jc], positions[jnp.minimum(i, n - 1)])
+      dr = pair_map(positions[jc], positions[jnp.minimum(i, n - 1)]).astype(dtype)
       g, r_hat = _pair_terms(dr, valid, r_s, eta, r_cut, cutoff)
       v = node_feat[jc]
       if vector:
@@ -365,7 +369,7 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
     i, j = ij
     valid = (i < n) & (j < n) & (i != j)
     ic, jc = jnp.minimum(i, n - 1), jnp.minimum(j, n - 1)
-    dr = _displacement(displacement_fn)(positions[jc], positions[ic])
+    dr = _displacement(displacement_fn)(positions[jc], positions[ic]).astype(dtype)
     g, r_hat = _pair_terms(dr, valid, r_s, eta, r_cut, cutoff)
     to_i = g[:, None, :] * node_feat[jc][:, :, None]  # (b, S, K): block of j's species
     to_i = (r_hat[:, :, None, None] * to_i[:, None] if vector else to_i).reshape((block,) + out_shape[1:])
@@ -376,7 +380,7 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
       acc = acc.at[jnp.where(valid, j, n)].add(to_j, mode="drop")
     return acc, None
 
-  acc, _ = jax.lax.scan(body, jnp.zeros(out_shape, positions.dtype), (idx[0], idx[1]))
+  acc, _ = jax.lax.scan(body, jnp.zeros(out_shape, dtype), (idx[0], idx[1]))
   return acc
 
 
@@ -389,9 +393,9 @@ def _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, sp
                                         **neighbor_kwargs)
 
   def descriptor_fn(positions: Array, neighbor: partition.NeighborList, *, species=species,
-                    node_features=None) -> Array:
-    dtype = _float_dtype(positions)
-    positions = jnp.asarray(positions, dtype)
+                    node_features=None, dtype=None) -> Array:
+    positions = jnp.asarray(positions, _float_dtype(positions))
+    dtype = jnp.dtype(dtype) if dtype is not None else positions.dtype
     v, _ = _node_features(positions.shape[0], species, n_species, node_features, dtype)
     return _neighbor_list_sums(positions, neighbor, v, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype),
                                displacement_fn=displacement_fn, r_cut=r_cut, cutoff=cutoff_fn, vector=vector,
@@ -417,8 +421,10 @@ def vector_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[floa
 
   Returns:
     (neighbor_fn, descriptor_fn). `neighbor_fn.allocate(positions)` outside jit, `neighbor.update(positions)`
-    inside; `descriptor_fn(positions, neighbor, *, species=..., node_features=None) -> (N, 3, S * K)`.
-    The caller must check `neighbor.did_buffer_overflow` (or use `descriptor_model`, which does).
+    inside; `descriptor_fn(positions, neighbor, *, species=..., node_features=None, dtype=None)
+    -> (N, 3, S * K)`. `dtype` (default: the positions') is that of the Gaussian sums: displacements are
+    always taken in the positions' precision, so float64 MD can feed a float32 network float32 sums at
+    float32 cost (`md.many_body_force_fn` does). The caller must check `neighbor.did_buffer_overflow` (or use `descriptor_model`, which does).
   """
   return _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
                                     dr_threshold, capacity_multiplier, block, True, neighbor_kwargs)

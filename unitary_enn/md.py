@@ -787,7 +787,7 @@ def lj_cut_virial_fn(displacement_fn, *, r_cut: float = 10.0):
   return virial_fn
 
 
-def many_body_force_fn(model: dict | str, displacement_fn, *, block: int | None = None):
+def many_body_force_fn(model: dict | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None):
   """The trained Sec. 4.5 force network (vector descriptors eq. 51 -> ENN -> force) on a jax-md neighbor list.
 
   The same function as `io.load_force_field` gives for a many_body workdir, written as a pure
@@ -797,6 +797,8 @@ def many_body_force_fn(model: dict | str, displacement_fn, *, block: int | None 
     model: the model.pkl dict of `experiments.many_body` (kind "many_body") or its workdir.
     displacement_fn: jax-md displacement (`space.free()[0]` for the cross).
     block: rows per block of the descriptor sum (default automatic).
+    descriptor_dtype: dtype of the descriptor sums (default: the network's; the positions' dtype reproduces
+      the slower behaviour before this option, for benchmarks).
 
   Returns:
     `force_fn(positions (N, 3) A, neighbor, **unused) -> (N, 3)` eV/A in the positions' dtype. The neighbor
@@ -822,7 +824,8 @@ def many_body_force_fn(model: dict | str, displacement_fn, *, block: int | None 
       cutoff=model.get("cutoff", "cosine"), block=block)
 
   def force_fn(positions, neighbor, **unused_kwargs):
-    d = descriptor_fn(positions, neighbor)
+    # Displacements in the positions' precision; the Gaussian sums in the network's, which is all it reads.
+    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype)
     y = apply_uenn(params, d.astype(dtype) / in_scale, activation=activation) * out_scale
     return y[..., 0].astype(positions.dtype)
 
