@@ -46,12 +46,12 @@ def force_rmse(pred, target) -> float:
   return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(target, np.float64)) ** 2)))
 
 
-def experiment_main(name: str, train_and_evaluate, extra_flags=None) -> None:
+def experiment_main(name: str, train_and_evaluate, extra_flags=None, config_name: str | None = None) -> None:
   """Define the standard flags and run `train_and_evaluate(config, workdir)` as an absl program.
 
   Flags are defined here, when a binary runs, not when its module is imported, so that one process (a test,
   another experiment) can import several experiment modules. Standard flags: --config (default
-  experiments/configs/NAME.py, `path:variant` picks a variant, --config.KEY=VALUE overrides) and --workdir
+  experiments/configs/CONFIG_NAME.py, CONFIG_NAME defaulting to NAME, `path:variant` picks a variant, --config.KEY=VALUE overrides) and --workdir
   (default workdirs/NAME). `extra_flags()` may define more and return a dict of keyword arguments for
   `train_and_evaluate`, read after parsing.
   """
@@ -60,7 +60,7 @@ def experiment_main(name: str, train_and_evaluate, extra_flags=None) -> None:
 
   here = os.path.dirname(os.path.abspath(__file__))
   config = config_flags.DEFINE_config_file(
-      "config", os.path.join(here, "configs", f"{name}.py"), "Experiment config (path[:variant]).",
+      "config", os.path.join(here, "configs", f"{config_name or name}.py"), "Experiment config (path[:variant]).",
       lock_config=True)
   workdir = flags.DEFINE_string("workdir", os.path.join("workdirs", name),
                                 "Where results, figures and checkpoints go.")

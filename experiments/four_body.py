@@ -43,6 +43,11 @@ class FourBodyData:
     y = split.targets if targets is None else targets
     return jnp.asarray(x, self.dtype) / self.in_scale, jnp.asarray(y, self.dtype) / self.out_scale
 
+  def augmentation(self, config):
+    """The mini-batch hook of `config.augment_permutations` (random relabelling of the 4 atoms), or None."""
+    from unitary_enn import data
+    return data.permutation_augmentation(4) if config.get("augment_permutations", False) else None
+
   def forces(self, predict, params, inputs, batch: int = 8192):
     """Forces in eV/A, layer layout `(S, 3, 4)`, from `predict(params, standardized inputs)`."""
     import jax
@@ -79,7 +84,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   print(f"four_body: {n_params:,} parameters {sizes}, {len(ds['train']):,} training configurations, "
         f"optimizer {config.optimizer}, {config.steps:,} steps, workdir {workdir}", flush=True)
   result = training.train(loss_fn, params, fb.standardized("train"), fb.standardized("validation"),
-                          config, workdir)
+                          config, workdir, augment=fb.augmentation(config))
 
   best = result.best_params
 

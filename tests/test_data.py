@@ -62,3 +62,40 @@ def test_bad_split_and_sizes():
     data.split_fractions(2)
   with pytest.raises(ValueError, match="n_configs"):
     data.generate_clusters(0)
+
+
+def test_permutation_matrices_relabel_inputs_and_lj_forces():
+  """Relabelled atoms: inputs @ p_in and forces @ p_out equal eq. 42 and the LJ forces of the relabelled
+  configuration, for all 24 relabellings of four atoms (an independent check through the physics)."""
+  import itertools
+
+  from unitary_enn import potentials
+  p_in, p_out = data.permutation_matrices(4)
+  assert p_in.shape == (24, 6, 6) and p_out.shape == (24, 4, 4)
+  np.testing.assert_array_equal(p_in[0], np.eye(6))
+  pos = np.random.default_rng(0).normal(scale=3.0, size=(5, 4, 3))
+  x = data.relative_vectors(pos)
+  y = potentials.lj_forces_reference(pos).swapaxes(-1, -2)
+  for k, pi in enumerate(itertools.permutations(range(4))):
+    moved = pos[:, list(pi), :]
+    np.testing.assert_allclose(x @ p_in[k], data.relative_vectors(moved), atol=1e-12)
+    np.testing.assert_allclose(y @ p_out[k], potentials.lj_forces_reference(moved).swapaxes(-1, -2),
+                               atol=1e-12)
+
+
+def test_permutation_augmentation_relabels_each_sample_on_its_own():
+  import jax
+  pos = np.random.default_rng(1).normal(scale=3.0, size=(400, 4, 3))
+  x = data.relative_vectors(pos)
+  from unitary_enn import potentials
+  y = potentials.lj_forces_reference(pos).swapaxes(-1, -2)
+  xa, ya = data.permutation_augmentation(4)(jax.random.PRNGKey(0), x, y)
+  xa, ya = np.asarray(xa), np.asarray(ya)
+  p_in, p_out = data.permutation_matrices(4)
+  used = set()
+  for s in range(len(x)):  # each sample is one of the 24 relabellings, inputs and targets the same one
+    k = [k for k in range(24) if np.allclose(x[s] @ p_in[k], xa[s], atol=1e-12)]
+    assert len(k) == 1
+    np.testing.assert_allclose(y[s] @ p_out[k[0]], ya[s], atol=1e-12)
+    used.add(k[0])
+  assert len(used) > 20  # relabellings are drawn per sample, not once per batch

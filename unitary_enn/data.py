@@ -60,6 +60,51 @@ def relative_vectors(positions):
   return dr.swapaxes(-1, -2)
 
 
+def permutation_matrices(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
+  """How relabelling the atoms acts on the eq. 42 inputs and on the forces, for all n_atoms! relabellings.
+
+  Relabelling r'_a = r_{pi(a)} maps the pair vectors to signed pair vectors (r'_ij = r_{pi(j)} - r_{pi(i)}) and
+  the forces to F'_a = F_{pi(a)}; both are linear in the columns of the layer layout.
+
+  Returns:
+    (p_in `(n!, P, P)`, p_out `(n!, n, n)`) with inputs' = inputs @ p_in[k], forces' = forces @ p_out[k]
+    (P = n (n - 1) / 2 pairs); k = 0 is the identity.
+  """
+  import itertools
+  i, j = pair_indices(n_atoms)
+  column = {(a, b): c for c, (a, b) in enumerate(zip(i.tolist(), j.tolist()))}
+  perms = list(itertools.permutations(range(n_atoms)))
+  p_in = np.zeros((len(perms), len(i), len(i)))
+  p_out = np.zeros((len(perms), n_atoms, n_atoms))
+  for k, pi in enumerate(perms):
+    for c, (a, b) in enumerate(zip(i.tolist(), j.tolist())):
+      u, v = pi[a], pi[b]
+      p_in[k, column[(min(u, v), max(u, v))], c] = 1.0 if u < v else -1.0
+    for a in range(n_atoms):
+      p_out[k, pi[a], a] = 1.0
+  return p_in, p_out
+
+
+def permutation_augmentation(n_atoms: int):
+  """`augment(key, inputs, targets)`: each sample's atoms relabelled at random (a training-loop hook).
+
+  The physics does not depend on the labels of identical atoms, but the network of Sec. 4.2 is not
+  permutation-equivariant, so relabelled copies are new training data for free (n! per configuration).
+  Works on standardized data too: the input scale is one number for all pair columns.
+  """
+  import jax
+  import jax.numpy as jnp
+  p_in, p_out = permutation_matrices(n_atoms)
+
+  def augment(key, inputs, targets):
+    k = jax.random.randint(key, (inputs.shape[0],), 0, len(p_in))
+    a = jnp.asarray(p_in, inputs.dtype)[k]
+    b = jnp.asarray(p_out, targets.dtype)[k]
+    return jnp.einsum("sxp,spq->sxq", inputs, a), jnp.einsum("sxa,sab->sxb", targets, b)
+
+  return augment
+
+
 @dataclasses.dataclass(frozen=True)
 class Scales:
   """Equivariance-preserving standardization (SPEC 4): divide, never subtract a mean.
