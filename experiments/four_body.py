@@ -48,6 +48,11 @@ class FourBodyData:
     from unitary_enn import data
     return data.permutation_augmentation(4) if config.get("augment_permutations", False) else None
 
+  def predictor(self, predict, config):
+    """`predict` itself, or its average over the 24 relabellings when `config.symmetrize`."""
+    from unitary_enn import data
+    return data.symmetrize_permutations(predict, 4) if config.get("symmetrize", False) else predict
+
   def forces(self, predict, params, inputs, batch: int = 8192):
     """Forces in eV/A, layer layout `(S, 3, 4)`, from `predict(params, standardized inputs)`."""
     import jax
@@ -83,18 +88,20 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   print(f"four_body: {n_params:,} parameters {sizes}, {len(ds['train']):,} training configurations, "
         f"optimizer {config.optimizer}, {config.steps:,} steps, workdir {workdir}", flush=True)
+  predict_eval = fb.predictor(predict, config)
   result = training.train(loss_fn, params, fb.standardized("train"), fb.standardized("validation"),
-                          config, workdir, augment=fb.augmentation(config))
+                          config, workdir, augment=fb.augmentation(config),
+                          eval_loss_fn=training.mse_loss(predict_eval))
 
   best = result.best_params
 
   def forces(split):  # eV/A, layer layout (S, 3, 4)
-    return fb.forces(predict, best, split.inputs)
+    return fb.forces(predict_eval, best, split.inputs)
 
   rmse = {name: force_rmse(forces(split), split.targets) for name, split in ds.items()}
   test_pred = forces(ds["test"])
   model = dict(kind="four_body", n_atoms=4, params=best, sizes=sizes, activation=config.activation,
-               scales=scales.to_dict(), dtype=config.dtype)
+               scales=scales.to_dict(), dtype=config.dtype, symmetrize=bool(config.get("symmetrize", False)))
   io.save_model(workdir, model)
 
   history = result.history

@@ -99,3 +99,34 @@ def test_permutation_augmentation_relabels_each_sample_on_its_own():
     np.testing.assert_allclose(y[s] @ p_out[k[0]], ya[s], atol=1e-12)
     used.add(k[0])
   assert len(used) > 20  # relabellings are drawn per sample, not once per batch
+
+
+def test_symmetrized_network_is_permutation_and_rotation_equivariant():
+  """The 24-relabelling average: relabelling the atoms relabels the forces exactly (the plain network does
+  not), rotations still rotate them, and a network that is already equivariant is left unchanged."""
+  import jax
+  import jax.numpy as jnp
+
+  from unitary_enn import testing
+  params = uenn.init_uenn(jax.random.PRNGKey(0), (6, 8, 4), dtype=jnp.float64)
+  predict = lambda p, x: uenn.apply_uenn(p, x)
+  sym = data.symmetrize_permutations(predict, 4)
+  x = jnp.asarray(data.relative_vectors(np.random.default_rng(2).normal(scale=3.0, size=(7, 4, 3))))
+  p_in, p_out = data.permutation_matrices(4)
+  y = sym(params, x)
+  plain_gap = 0.0
+  for k in range(24):
+    np.testing.assert_allclose(sym(params, x @ p_in[k]), y @ p_out[k], atol=1e-12)
+    plain_gap = max(plain_gap, float(jnp.max(jnp.abs(predict(params, x @ p_in[k]) - predict(params, x) @ p_out[k]))))
+  assert plain_gap > 1e-3
+  u = testing.random_unitary(jax.random.PRNGKey(3), 3, jnp.float64)
+  np.testing.assert_allclose(sym(params, u @ x), u @ y, atol=1e-12)
+  np.testing.assert_allclose(sym(params, x[0]), y[0], atol=1e-12)  # one configuration without a batch axis
+  # The exact LJ force map is already relabelling-equivariant: symmetrizing it changes nothing.
+  from unitary_enn import potentials
+
+  def lj_predict(_, inputs):  # forces of the configuration whose pair vectors are `inputs` (atom 1 at 0)
+    pos = jnp.concatenate([jnp.zeros(inputs.shape[:-2] + (1, 3)), jnp.swapaxes(inputs[..., :3], -1, -2)], -2)
+    return jnp.swapaxes(potentials.lj_forces(pos), -1, -2)
+  np.testing.assert_allclose(data.symmetrize_permutations(lj_predict, 4)(None, x), lj_predict(None, x),
+                             atol=1e-12)

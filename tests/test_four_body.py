@@ -93,3 +93,34 @@ def test_configs():
   assert paper.fire.dt_max == 0.01 and paper.fire.mass == 0.1 and paper.fire.variant == "paper"
   with pytest.raises(ValueError, match="unknown config 'fast'"):
     four_body_config.get_config("fast")
+
+
+def test_symmetrized_run_saves_a_relabelling_equivariant_force_field(tmp_path, monkeypatch):
+  """A tiny run with random relabelling and the 24-relabelling average: its saved force field (the one MD
+  uses) gives relabelled forces for relabelled atoms, rotated forces for rotated atoms, and its test RMSE is
+  that of the symmetrized predictor."""
+  monkeypatch.setenv("UENN_CACHE_DIR", str(tmp_path / "cache"))
+  config = four_body_config.get_config("tiny")
+  with config.unlocked():
+    config.augment_permutations = True
+    config.symmetrize = True
+  results = four_body.train_and_evaluate(config, str(tmp_path / "run"))
+  forces = uenn.load_force_field(str(tmp_path / "run"))
+  pos = np.random.default_rng(0).normal(scale=3.0, size=(5, 4, 3))
+  f = np.asarray(forces(pos))
+  for perm in ([1, 0, 3, 2], [3, 1, 2, 0], [2, 3, 0, 1]):
+    np.testing.assert_allclose(np.asarray(forces(pos[:, perm])), f[:, perm], atol=1e-6)
+  u = np.asarray(uenn.random_unitary(jax.random.PRNGKey(0), 3, jnp.float64))
+  np.testing.assert_allclose(np.asarray(forces(pos @ u.T)), f @ u.T, atol=1e-6)
+  from unitary_enn import data
+  test = data.four_body_dataset(config.n_configs, seed=config.data_seed, r_min=config.r_min,
+                                position_std=config.position_std, cache_dir=str(tmp_path / "cache"))["test"]
+  pred = np.asarray(forces(test.positions))
+  rmse = float(np.sqrt(np.mean((pred - test.targets.swapaxes(-1, -2)) ** 2)))
+  assert rmse == pytest.approx(results["test_force_rmse"], rel=1e-4)
+
+
+def test_accurate_config_relabels_and_symmetrizes():
+  accurate = four_body_config.get_config("accurate")
+  assert accurate.augment_permutations and accurate.symmetrize and accurate.optimizer == "adam"
+  assert tuple(accurate.sizes) == (6, 50, 90, 100, 80, 50, 4) and accurate.n_configs == 100_000

@@ -53,7 +53,7 @@ def _scale(scales, name: str):
 
 
 def four_body_force_fn(params, scales, activation: str | Callable = "softsign", *,
-                       dtype=None) -> ForceFn:
+                       dtype=None, symmetrize: bool = False) -> ForceFn:
   """The four-atom network of Sec. 4.2 as a force function `positions -> forces` (eq. 42-43).
 
   The inputs are the six relative vectors r_ij = r_j - r_i (eq. 42, `data.relative_vectors`) divided by the
@@ -66,11 +66,13 @@ def four_body_force_fn(params, scales, activation: str | Callable = "softsign", 
     scales: `data.Scales` or the dict stored in model.pkl, {"inputs": `(6,)` A, "targets": `(4,)` eV/A}.
     activation: hidden-layer activation, as in training.
     dtype: the float dtype to evaluate in (params and scales are cast); None keeps the params' dtype.
+    symmetrize: average the network over the 24 relabellings of the atoms (`data.symmetrize_permutations`),
+      as a model trained with `symmetrize=True` predicts.
 
   Returns:
     `force_fn(positions)`: `(..., 4, 3)` in A -> `(..., 4, 3)` in eV/A, pure (no value checks inside).
   """
-  from unitary_enn.data import relative_vectors
+  from unitary_enn.data import relative_vectors, symmetrize_permutations
   from unitary_enn.network import apply_uenn
 
   params = jax.tree.map(jnp.asarray, params)
@@ -82,9 +84,15 @@ def four_body_force_fn(params, scales, activation: str | Callable = "softsign", 
   in_scale = jnp.asarray(_scale(scales, "inputs"), dtype)
   out_scale = jnp.asarray(_scale(scales, "targets"), dtype)
 
+  def predict(p, x):
+    return apply_uenn(p, x, activation=activation)
+
+  if symmetrize:
+    predict = symmetrize_permutations(predict, 4)
+
   def force_fn(positions: Array, **unused_kwargs) -> Array:
     x = relative_vectors(positions.astype(dtype)) / in_scale
-    y = apply_uenn(params, x, activation=activation) * out_scale
+    y = predict(params, x) * out_scale
     return jnp.swapaxes(y, -1, -2)
 
   return force_fn
@@ -102,7 +110,7 @@ def model_force_fn(model_or_workdir: dict | str, *, dtype=None) -> ForceFn:
   if model.get("kind") != "four_body":
     raise ValueError(f"model_or_workdir holds a model of kind {model.get('kind')!r}; expected 'four_body'")
   return four_body_force_fn(model["params"], model["scales"], model.get("activation", "softsign"),
-                            dtype=dtype)
+                            dtype=dtype, symmetrize=bool(model.get("symmetrize", False)))
 
 
 # --- Net force and net torque removal (SPEC 12) ---------------------------------------------------------

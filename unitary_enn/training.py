@@ -129,7 +129,8 @@ def train(loss_fn: Callable,
           workdir: str | None = None,
           log: Callable[[str], None] = print,
           monitor: dict[str, tuple[Array, Array]] | None = None,
-          augment: Callable | None = None) -> TrainResult:
+          augment: Callable | None = None,
+          eval_loss_fn: Callable | None = None) -> TrainResult:
   """Minimize `loss_fn` on `train_data`, keep the best parameters on `val_data`.
 
   Args:
@@ -143,6 +144,8 @@ def train(loss_fn: Callable,
       `NAME_loss` in the history (a test set for time-to-accuracy); they never choose parameters.
     augment: `augment(key, inputs, targets) -> (inputs, targets)` applied to each mini-batch (for example
       `data.permutation_augmentation`); not used with full-batch FIRE.
+    eval_loss_fn: the loss of validation and monitored sets, when it differs from the training loss (for
+      example that of a symmetrized predictor, `data.symmetrize_permutations`); default `loss_fn`.
 
   Returns:
     A `TrainResult`; `history` lists the evaluation records of the whole run (resumed parts included).
@@ -202,7 +205,7 @@ def train(loss_fn: Callable,
       losses.append(loss)
     return params, opt_state, jnp.stack(losses)
 
-  eval_loss = jax.jit(loss_fn)
+  eval_loss = jax.jit(eval_loss_fn or loss_fn)
   ckpt_path = os.path.join(workdir, io.CHECKPOINT) if workdir else None
   metrics_path = os.path.join(workdir, io.METRICS) if workdir else None
   if workdir:
