@@ -1,0 +1,231 @@
+r"""MD throughput: network-driven MD (vector descriptors + network on a jax-md neighbor list) against analytical
+lj/cut 10 A in the same engine, on periodic FCC argon at several sizes, with the scaling exponent and the
+roofline fraction of the network's force evaluation, all from one run.
+
+  python -m benchmarks.md_throughput                                  # 4,000 / 32,000 / 108,000 atoms
+  python -m benchmarks.md_throughput --cells=5,10 --steps=5           # small and quick
+  python -m benchmarks.md_throughput --model=workdirs/many_body       # a trained many_body model
+
+Both drivers run jax-md's velocity Verlet (`simulate.nve`, 1 fs) on the same thermalized-at-60 K crystal of
+n^3 FCC cells (4 n^3 atoms, a = 5.24411 A), with the neighbor list updated in the same jitted chunk as the step,
+so a step includes the neighbor-list check and, when an atom has moved more than half the skin, its rebuild.
+Timings are medians over `--repeats` chunks of `--steps` steps after a compiled warm-up chunk; a chunk whose
+neighbor list overflowed is an error, never a figure.
+
+The network is the paper's Sec. 4.5 architecture (73 descriptors, 200, 100, 50, 10, 1 vectors) with random
+weights unless --model is given; its cost does not depend on the weights. FLOPs per atom of one network force
+evaluation are counted from the shapes (`network_flops_per_atom`); the roofline fraction divides the achieved
+FLOP/s by the dense matmul FLOP/s measured in the same run, in the network's dtype. --dtype=float64 runs the
+MD in double precision (as experiments.cross_md does) with the float32 network.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+
+from absl import app, flags
+
+from benchmarks.common import fit_exponent, time_fn, write_result
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Flags are defined when the binary runs, not on import (tests import this module)."""
+  flags.DEFINE_list("cells", ["10", "20", "30"], "FCC cells per side; 4 n^3 atoms each.")
+  flags.DEFINE_integer("steps", 10, "MD steps per timed chunk.")
+  flags.DEFINE_integer("repeats", 3, "Timed chunks per size and driver (the median is reported).")
+  flags.DEFINE_string("model", None, "A many_body workdir (model.pkl); default: random weights, paper sizes.")
+  flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "dtype of the MD (positions, momenta).")
+  flags.DEFINE_enum("network_dtype", "float32", ["float32", "float64"], "dtype of the random-weight network.")
+  flags.DEFINE_enum("format", "dense", ["dense", "sparse", "ordered_sparse"], "Neighbor list format.")
+  flags.DEFINE_enum("descriptor_dtype", "network", ["network", "positions"],
+                    "dtype of the descriptor sums: the network's (the library default) or the positions' (the "
+                    "behaviour before that default, kept to measure the gain).")
+  flags.DEFINE_float("dr_threshold", 1.0, "Neighbor-list skin in A.")
+  flags.DEFINE_float("capacity_multiplier", 1.25, "Neighbor-list capacity multiplier.")
+  flags.DEFINE_float("temperature", 60.0, "K, of the initial momenta and the jittered lattice.")
+  flags.DEFINE_list("drivers", ["lj_cut", "network"], "Which force fields to time.")
+  flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/md_throughput.json).")
+
+R_CUT = 10.0
+PAPER_SIZES = (73, 200, 100, 50, 10, 1)
+
+
+def random_model(dtype: str, seed: int = 0) -> dict:
+  """A many_body model dict with the paper's architecture and basis and random weights."""
+  import jax
+  import numpy as np
+
+  import unitary_enn as uenn
+  from unitary_enn import descriptors
+  n = PAPER_SIZES[0]
+  params = uenn.init_uenn(jax.random.PRNGKey(seed), PAPER_SIZES, dtype=np.dtype(dtype))
+  return dict(kind="many_body", params=params, sizes=PAPER_SIZES, activation="softsign",
+              scales=dict(inputs=np.ones(n), targets=np.ones(1)), r_s=descriptors.radial_grid(2.8, n),
+              eta=100.0, r_cut=R_CUT, cutoff="cosine", dtype=dtype)
+
+
+def network_flops_per_atom(sizes, n_descriptors: int, pairs_per_atom: float) -> dict:
+  """FLOPs of one force evaluation per atom, counted from the shapes (multiply and add count 1 each).
+
+  * descriptors, per pair in the list: distance (3 sub, 3 mul, 2 add, sqrt, div: ~12), cutoff (~6), and per
+    Gaussian 4 (sub, square, scale, exp counted as 1) + 1 (times the cutoff) + 6 (r_hat_x g summed in 3 axes);
+  * network, per layer M_in -> M_out on 3 coordinates: 2 * 3 * M_in * M_out for x W and as much for e b,
+    plus ~10 M_out for the activation (norm and softsign).
+  """
+  desc = pairs_per_atom * (18 + 11 * n_descriptors)
+  net = sum(2 * 2 * 3 * a * b + 10 * b for a, b in zip(sizes[:-1], sizes[1:]))
+  return dict(descriptors=desc, network=net, total=desc + net)
+
+
+def matmul_flops_per_s(dtype: str, n: int = 2048) -> dict:
+  """Dense n x n matmul FLOP/s (2 n^3 per product), median of repeats: the machine's roofline here."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
+  f = jax.jit(jnp.dot)
+  t = time_fn(lambda: f(a, b).block_until_ready(), repeats=5, min_time=0.3)
+  return dict(n=n, flops_per_s=2 * n**3 / t["median_s"], timing=t)
+
+
+def fcc_state(n_cells: int, dtype, temperature: float, seed: int = 0):
+  """Positions of a jittered FCC crystal (harmonic estimate of 60 K displacements) and the periodic box."""
+  import numpy as np
+
+  from unitary_enn import md
+  a = md.ARGON_FCC_LATTICE_CONSTANT
+  rng = np.random.default_rng(seed)
+  pos = md.fcc_lattice(n_cells) + rng.normal(scale=0.05 * math.sqrt(temperature / 60.0), size=(4 * n_cells**3, 3))
+  box = n_cells * a
+  return np.mod(pos, box).astype(dtype), box
+
+
+def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_threshold: float,
+            capacity_multiplier: float, temperature: float) -> dict:
+  """Median seconds per step of velocity Verlet with a neighbor list updated inside the jitted chunk."""
+  import jax
+  import jax.numpy as jnp
+  from jax_md import partition, quantity, simulate, space
+
+  from unitary_enn import potentials
+  displacement, shift = space.periodic(box)
+  neighbor_fn = partition.neighbor_list(displacement, box, R_CUT, dr_threshold=dr_threshold,
+                                        capacity_multiplier=capacity_multiplier, format=fmt)
+  force_fn = force_builder(displacement)
+  init_fn, apply_fn = simulate.nve(force_fn, shift, 1e-3)
+  positions = jnp.asarray(positions)
+  t0 = time.perf_counter()
+  nbr = neighbor_fn.allocate(positions)
+  t_alloc = time.perf_counter() - t0
+  kT = potentials.KB * temperature
+  state = init_fn(jax.random.PRNGKey(0), positions, kT=kT, mass=potentials.ARGON_MASS, neighbor=nbr)
+
+  @jax.jit
+  def chunk(state, nbr):
+    def body(_, carry):
+      state, nbr = carry
+      state = apply_fn(state, neighbor=nbr)
+      return state, nbr.update(state.position)
+    return jax.lax.fori_loop(0, steps, body, (state, nbr))
+
+  carry = [state, nbr]
+
+  def run():
+    s, n = chunk(*carry)
+    jax.block_until_ready(s.position)
+    if bool(n.did_buffer_overflow):
+      raise RuntimeError(f"neighbor list overflowed (capacity {n.idx.shape}); raise --capacity_multiplier")
+    carry[:] = [s, n]
+
+  t0 = time.perf_counter()
+  run()
+  t_compile = time.perf_counter() - t0
+  t = time_fn(run, repeats=repeats, min_time=0.0)
+  s, n = carry
+  temp = float(quantity.temperature(momentum=s.momentum, mass=potentials.ARGON_MASS) / potentials.KB)
+  if not math.isfinite(temp):
+    raise FloatingPointError("MD produced non-finite momenta")
+  idx = n.idx
+  if partition.is_sparse(fmt):
+    pairs = int(jnp.sum(idx[0] < positions.shape[0]))
+  else:
+    pairs = int(jnp.sum(idx < positions.shape[0]))
+  return dict(s_per_step=t["median_s"] / steps, timing=t, steps_per_chunk=steps,
+              first_chunk_s=t_compile, allocate_s=t_alloc, neighbor_capacity=list(idx.shape),
+              listed_pairs_per_atom=pairs / positions.shape[0], final_temperature_k=temp)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax
+  if "float64" in (FLAGS.dtype, FLAGS.network_dtype) or FLAGS.model:
+    jax.config.update("jax_enable_x64", True)
+  import numpy as np
+
+  from unitary_enn import descriptors, io, md
+  cells = [int(c) for c in FLAGS.cells]
+  from unitary_enn.md import ARGON_FCC_LATTICE_CONSTANT
+  too_small = [c for c in cells if c * ARGON_FCC_LATTICE_CONSTANT <= 2 * (R_CUT + FLAGS.dr_threshold)]
+  if too_small:
+    raise app.UsageError(f"--cells {too_small}: the periodic box (cells x 5.244 A) must exceed 2 x (cutoff + "
+                         f"skin) = {2 * (R_CUT + FLAGS.dr_threshold):.1f} A")
+  model = io.load_model(FLAGS.model) if FLAGS.model else random_model(FLAGS.network_dtype)
+  fmt = md._neighbor_format(FLAGS.format)
+  builders = {
+      "lj_cut": functools.partial(md.lj_cut_force_fn, r_cut=R_CUT),
+      "network": functools.partial(
+          md.many_body_force_fn, model,
+          descriptor_dtype=FLAGS.dtype if FLAGS.descriptor_dtype == "positions" else None),
+  }
+  unknown = set(FLAGS.drivers) - set(builders)
+  if unknown:
+    raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected lj_cut and/or network")
+  net_dtype = str(jax.tree.leaves(model["params"])[0].real.dtype)
+  roof = matmul_flops_per_s(net_dtype)
+  print(f"md_throughput: dense matmul {roof['flops_per_s'] / 1e9:.1f} GFLOP/s ({net_dtype}, the network's)",
+        flush=True)
+  sizes = list(model["sizes"]) if "sizes" in model else [p["W"].shape[0] for p in model["params"]] + [1]
+  rows = []
+  for n_cells in cells:
+    positions, box = fcc_state(n_cells, FLAGS.dtype, FLAGS.temperature)
+    row = dict(n_cells=n_cells, n_atoms=len(positions), box_a=box)
+    for name in FLAGS.drivers:
+      r = time_md(builders[name], positions, box, steps=FLAGS.steps, repeats=FLAGS.repeats, fmt=fmt,
+                  dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
+                  temperature=FLAGS.temperature)
+      r["atom_steps_per_s"] = row["n_atoms"] / r["s_per_step"]
+      row[name] = r
+      print(f"md_throughput: {row['n_atoms']:>7,} atoms  {name:8s} {r['s_per_step'] * 1e3:9.1f} ms/step  "
+            f"{r['atom_steps_per_s']:>12,.0f} atom-steps/s", flush=True)
+    if "network" in row:
+      # Pairs inside the cutoff: what the descriptor sum needs (the list also holds the skin and padding).
+      pairs_in_cut = 4.0 / 3.0 * math.pi * R_CUT**3 * row["n_atoms"] / box**3
+      flops = network_flops_per_atom(sizes, len(model["r_s"]), row["network"]["listed_pairs_per_atom"])
+      achieved = flops["total"] * row["network"]["atom_steps_per_s"]
+      row["network"].update(flops_per_atom=flops, pairs_in_cutoff_per_atom=pairs_in_cut,
+                            achieved_flops_per_s=achieved, roofline_fraction=achieved / roof["flops_per_s"])
+    if "network" in row and "lj_cut" in row:
+      row["network_cost_over_lj_cut"] = row["network"]["s_per_step"] / row["lj_cut"]["s_per_step"]
+      print(f"md_throughput: network / lj_cut time per step = {row['network_cost_over_lj_cut']:.2f}; "
+            f"roofline fraction {row['network']['roofline_fraction']:.3f}", flush=True)
+    rows.append(row)
+  record = dict(dtype=FLAGS.dtype, network_dtype=net_dtype, descriptor_dtype=FLAGS.descriptor_dtype,
+                format=FLAGS.format,
+                dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
+                model=FLAGS.model or "random weights, paper sizes", network_sizes=sizes, matmul=roof, sizes=rows)
+  if len(rows) >= 2:
+    n_atoms = [r["n_atoms"] for r in rows]
+    record["scaling_exponent"] = {name: fit_exponent(n_atoms, [r[name]["s_per_step"] for r in rows])
+                                  for name in FLAGS.drivers}
+    print(f"md_throughput: scaling exponents (time per step ~ N^p): {record['scaling_exponent']}", flush=True)
+  write_result("md_throughput", record, FLAGS.out)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,72 @@
+"""The benchmark helpers compute what they claim: exponents, crossings, FLOP counts, neighbor statistics.
+
+No test here (or anywhere) asserts a timing; the benchmarks' figures live in benchmarks/RESULTS.md.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import unitary_enn as uenn
+from benchmarks import common, md_throughput, time_to_accuracy
+from unitary_enn import md
+
+
+def test_fit_exponent_recovers_a_power_law():
+  n = np.array([4_000, 32_000, 108_000])
+  assert common.fit_exponent(n, 3e-6 * n ** 1.07) == pytest.approx(1.07, abs=1e-9)
+  assert common.fit_exponent(n, 2e-9 * n ** 2) == pytest.approx(2.0, abs=1e-9)
+  with pytest.raises(ValueError, match="two sizes"):
+    common.fit_exponent([10], [1.0])
+
+
+def test_crossings_report_the_first_record_at_or_below_each_threshold():
+  scale = 0.1
+  hist = [dict(step=s, time=10.0 * s, test_loss=(rmse / scale) ** 2)
+          for s, rmse in [(1, 0.02), (2, 0.004), (3, 0.006), (4, 0.001)]]
+  got = time_to_accuracy.crossings(hist, scale, (0.005, 0.00118, 1e-4))
+  assert got["0.005"]["steps"] == 2 and got["0.005"]["wall_s"] == 20.0
+  assert got["0.00118"]["steps"] == 4 and got["0.00118"]["force_rmse"] == pytest.approx(0.001)
+  assert got["0.0001"] is None
+
+
+def test_network_flop_count_agrees_with_xla_cost_analysis():
+  """The shape-based count of the network's FLOPs per atom against XLA's own count of the compiled forward."""
+  sizes = md_throughput.PAPER_SIZES
+  params = uenn.init_uenn(jax.random.PRNGKey(0), sizes)
+  x = jnp.ones((512, 3, sizes[0]))
+  cost = jax.jit(lambda p, x: uenn.apply_uenn(p, x)).lower(params, x).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  ours = md_throughput.network_flops_per_atom(sizes, sizes[0], pairs_per_atom=0.0)
+  assert ours["descriptors"] == 0
+  assert ours["network"] == pytest.approx(cost["flops"] / 512, rel=0.1)
+
+
+def test_md_timing_lists_every_neighbour_within_the_cutoff():
+  """5^3 FCC cells (500 atoms): for both drivers the timed neighbor list holds at least every neighbour within
+  the cutoff, counted on the perfect lattice by brute force, and the MD stays finite."""
+  positions, box = md_throughput.fcc_state(5, "float32", 60.0)
+  lattice = md.fcc_lattice(5)
+  d = lattice[:, None, :] - lattice[None, :, :]
+  d -= box * np.round(d / box)
+  r = np.sqrt(np.sum(d * d, axis=-1))
+  in_cutoff = np.sum((r > 0) & (r < md_throughput.R_CUT)) / len(lattice)
+  model = md_throughput.random_model("float32")
+  import functools
+  for builder in (functools.partial(md.lj_cut_force_fn, r_cut=md_throughput.R_CUT),
+                  functools.partial(md.many_body_force_fn, model)):
+    out = md_throughput.time_md(builder, positions, box, steps=2, repeats=1, fmt=md._neighbor_format("dense"),
+                                dr_threshold=1.0, capacity_multiplier=1.25, temperature=60.0)
+    assert out["s_per_step"] > 0 and math.isfinite(out["final_temperature_k"])
+    assert out["listed_pairs_per_atom"] >= in_cutoff
+    assert out["neighbor_capacity"][0] == len(positions)
+  assert in_cutoff == 134  # the FCC shells of argon inside 10 A: 12 + 6 + 24 + 12 + 24 + 8 + 48
+
+
+def test_flops_of_the_descriptor_sum_grow_with_pairs_and_basis():
+  a = md_throughput.network_flops_per_atom((73, 1), 73, 100.0)["descriptors"]
+  assert md_throughput.network_flops_per_atom((73, 1), 73, 200.0)["descriptors"] == 2 * a
+  assert md_throughput.network_flops_per_atom((73, 1), 146, 100.0)["descriptors"] > 1.9 * a
