@@ -541,7 +541,7 @@ def neighbor_list_model(build: Callable, *, r_cut: float, format=partition.Dense
 def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Sequence[float], eta: float,
                      r_cut: float, cutoff: str | CutoffFn = "cosine", kind: str = "vector",
                      n_species: int | None = None, format=partition.Dense, capacity_multiplier: float = 1.25,
-                     block: int | None = None) -> Callable:
+                     block: int | None = None, dtype=None) -> Callable:
   """`model(positions, box=None, *, species=None) = apply_fn(descriptors)` on checked jax-md neighbor lists.
 
   Args:
@@ -550,6 +550,7 @@ def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Seq
     kind: "vector" (eq. 51, `(N, 3, S * K)`) or "scalar" (eq. 34, `(N, S * K)`).
     n_species: number of species when `species` is passed at call time (default 1).
     format, capacity_multiplier: of the jax-md neighbor list.
+    dtype: of the descriptor sums, as in `vector_descriptors_neighbor_list` (default: the positions').
 
   Returns:
     `model(positions (N, 3) A, box=None, *, species=None)`; see `neighbor_list_model` for the guarantees.
@@ -563,10 +564,10 @@ def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Seq
 
   def build(displacement_fn):
     def fn(positions, neighbor, species=None):
-      dtype = positions.dtype
+      sum_dtype = jnp.dtype(dtype) if dtype is not None else positions.dtype
       v, _ = _node_features(positions.shape[0], species, n_species if species is not None else None, None,
-                            dtype)
-      d = _neighbor_list_sums(positions, neighbor, v, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype),
+                            sum_dtype)
+      d = _neighbor_list_sums(positions, neighbor, v, jnp.asarray(r_s, sum_dtype), jnp.asarray(eta, sum_dtype),
                               displacement_fn=displacement_fn, r_cut=r_cut, cutoff=cutoff_fn,
                               vector=kind == "vector", block=block)
       return apply_fn(d)

@@ -157,9 +157,10 @@ def _many_body_force_field(model: dict) -> Callable:
     y = apply_uenn(params, descriptors.astype(dtype) / in_scale, activation=activation) * out_scale
     return y[..., 0]
 
-  # Neighbor lists are allocated per (N, box), updated inside jit, and reallocated on overflow.
+  # Neighbor lists are allocated per (N, box), updated inside jit, and reallocated on overflow. The sums are
+  # taken in the network's dtype (displacements in the positions'), as `md.many_body_force_fn` does.
   model_fn = descriptor_model(apply, r_s=np.asarray(model["r_s"]), eta=model["eta"], r_cut=model["r_cut"],
-                              cutoff=model.get("cutoff", "cosine"))
+                              cutoff=model.get("cutoff", "cosine"), dtype=dtype)
 
   def forces(positions, box=None):
     """Predicted forces `(N, 3)` in eV/A for positions `(N, 3)` in A.
