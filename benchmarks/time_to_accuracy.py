@@ -66,7 +66,7 @@ def run(config, workdir: str, thresholds=(0.005, PAPER_RMSE), out: str | None = 
                  test_force_rmse=math.sqrt(final["test_loss"]) * scale,
                  validation_force_rmse=math.sqrt(final["val_loss"]) * scale,
                  best_test_force_rmse=min(math.sqrt(r["test_loss"]) * scale for r in hist)),
-      samples_per_step=(int(config.n_configs * 0.6) if config.optimizer == "fire" else int(config.batch_size)),
+      samples_per_step=len(fb.splits["train"]) if config.optimizer == "fire" else int(config.batch_size),
       num_train=len(fb.splits["train"]), num_params=uenn.count_params(params),
       paper=dict(test_force_rmse=PAPER_RMSE, steps=10_000_000, optimizer="full-batch FIRE"),
       curve=[dict(step=r["step"], wall_s=round(r["time"], 1),
