@@ -62,13 +62,13 @@ def time_fn(fn: Callable[[], object], repeats: int = 5, min_time: float = 0.2) -
 
 def write_result(name: str, record: dict, out: str | None = None) -> str:
   """Write `record` with the machine, versions and command line to `out` (default results/NAME.json)."""
-  from unitary_enn import io
+  from unitary_enn import files
   path = out or os.path.join(RESULTS_DIR, f"{name}.json")
   full = dict(benchmark=name, command=" ".join(["python -m benchmarks." + name] + sys.argv[1:]),
-              date=time.strftime("%Y-%m-%d %H:%M:%S %Z"), machine=machine(), versions=io.package_versions())
+              date=time.strftime("%Y-%m-%d %H:%M:%S %Z"), machine=machine(), versions=files.package_versions())
   full.update(record)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  io.write_json(path, full)
+  files.write_json(path, full)
   print(f"{name}: wrote {path}", flush=True)
   return path
 

@@ -54,18 +54,18 @@ R_CUT = 10.0
 PAPER_SIZES = (73, 200, 100, 50, 10, 1)
 
 
-def random_model(dtype: str, seed: int = 0) -> dict:
-  """A many_body model dict with the paper's architecture and basis and random weights."""
+def random_model(dtype: str, seed: int = 0):
+  """A many_body `models.Model` with the paper's architecture and basis and random weights."""
   import jax
   import numpy as np
 
   import unitary_enn as uenn
-  from unitary_enn import descriptors
+  from unitary_enn import descriptors, models
   n = PAPER_SIZES[0]
   params = uenn.init_uenn(jax.random.PRNGKey(seed), PAPER_SIZES, dtype=np.dtype(dtype))
-  return dict(kind="many_body", params=params, sizes=PAPER_SIZES, activation="softsign",
-              scales=dict(inputs=np.ones(n), targets=np.ones(1)), r_s=descriptors.radial_grid(2.8, n),
-              eta=100.0, r_cut=R_CUT, cutoff="cosine", dtype=dtype)
+  return models.Model(kind="many_body", params=params, sizes=PAPER_SIZES, activation="softsign",
+                      scales=dict(inputs=np.ones(n), targets=np.ones(1)), dtype=dtype,
+                      basis=models.Basis(descriptors.paper_r_s(), 100.0, R_CUT, "cosine"))
 
 
 def network_flops_per_atom(sizes, n_descriptors: int, pairs_per_atom: float) -> dict:
@@ -96,10 +96,10 @@ def fcc_state(n_cells: int, dtype, temperature: float, seed: int = 0):
   """Positions of a jittered FCC crystal (harmonic estimate of 60 K displacements) and the periodic box."""
   import numpy as np
 
-  from unitary_enn import md
-  a = md.ARGON_FCC_LATTICE_CONSTANT
+  from unitary_enn import structures
+  from unitary_enn.constants import ARGON_FCC_LATTICE_CONSTANT as a
   rng = np.random.default_rng(seed)
-  pos = md.fcc_lattice(n_cells) + rng.normal(scale=0.05 * math.sqrt(temperature / 60.0), size=(4 * n_cells**3, 3))
+  pos = structures.fcc_lattice(n_cells) + rng.normal(scale=0.05 * math.sqrt(temperature / 60.0), size=(4 * n_cells**3, 3))
   box = n_cells * a
   return np.mod(pos, box).astype(dtype), box
 
@@ -111,18 +111,18 @@ def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_
   import jax.numpy as jnp
   from jax_md import partition, quantity, simulate, space
 
-  from unitary_enn import potentials
+  from unitary_enn import constants, neighbors
   displacement, shift = space.periodic(box)
-  neighbor_fn = partition.neighbor_list(displacement, box, R_CUT, dr_threshold=dr_threshold,
-                                        capacity_multiplier=capacity_multiplier, format=fmt)
+  manager = neighbors.NeighborManager(displacement, box, R_CUT, format=fmt, dr_threshold=dr_threshold,
+                                      capacity_multiplier=capacity_multiplier, label="md_throughput")
   force_fn = force_builder(displacement)
   init_fn, apply_fn = simulate.nve(force_fn, shift, 1e-3)
   positions = jnp.asarray(positions)
   t0 = time.perf_counter()
-  nbr = neighbor_fn.allocate(positions)
+  nbr = manager.allocate(positions)
   t_alloc = time.perf_counter() - t0
-  kT = potentials.KB * temperature
-  state = init_fn(jax.random.PRNGKey(0), positions, kT=kT, mass=potentials.ARGON_MASS, neighbor=nbr)
+  kT = constants.KB * temperature
+  state = init_fn(jax.random.PRNGKey(0), positions, kT=kT, mass=constants.ARGON_MASS, neighbor=nbr)
 
   @jax.jit
   def chunk(state, nbr):
@@ -137,8 +137,9 @@ def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_
   def run():
     s, n = chunk(*carry)
     jax.block_until_ready(s.position)
-    if bool(n.did_buffer_overflow):
-      raise RuntimeError(f"neighbor list overflowed (capacity {n.idx.shape}); raise --capacity_multiplier")
+    error = neighbors.neighbor_error(n)
+    if error is not None:
+      raise RuntimeError(f"the neighbor list {error} (capacity {n.idx.shape}); raise --capacity_multiplier")
     carry[:] = [s, n]
 
   t0 = time.perf_counter()
@@ -146,7 +147,7 @@ def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_
   t_compile = time.perf_counter() - t0
   t = time_fn(run, repeats=repeats, min_time=0.0)
   s, n = carry
-  temp = float(quantity.temperature(momentum=s.momentum, mass=potentials.ARGON_MASS) / potentials.KB)
+  temp = float(quantity.temperature(momentum=s.momentum, mass=constants.ARGON_MASS) / constants.KB)
   if not math.isfinite(temp):
     raise FloatingPointError("MD produced non-finite momenta")
   idx = n.idx
@@ -167,29 +168,29 @@ def main(argv):
     jax.config.update("jax_enable_x64", True)
   import numpy as np
 
-  from unitary_enn import descriptors, io, md
+  from unitary_enn import models, neighbors, potentials
+  from unitary_enn.constants import ARGON_FCC_LATTICE_CONSTANT
   cells = [int(c) for c in FLAGS.cells]
-  from unitary_enn.md import ARGON_FCC_LATTICE_CONSTANT
   too_small = [c for c in cells if c * ARGON_FCC_LATTICE_CONSTANT <= 2 * (R_CUT + FLAGS.dr_threshold)]
   if too_small:
     raise app.UsageError(f"--cells {too_small}: the periodic box (cells x 5.244 A) must exceed 2 x (cutoff + "
                          f"skin) = {2 * (R_CUT + FLAGS.dr_threshold):.1f} A")
-  model = io.load_model(FLAGS.model) if FLAGS.model else random_model(FLAGS.network_dtype)
-  fmt = md._neighbor_format(FLAGS.format)
+  model = models.load_model(FLAGS.model) if FLAGS.model else random_model(FLAGS.network_dtype)
+  fmt = neighbors.neighbor_format(FLAGS.format)
   builders = {
-      "lj_cut": functools.partial(md.lj_cut_force_fn, r_cut=R_CUT),
+      "lj_cut": functools.partial(potentials.lj_cut_force_fn, r_cut=R_CUT),
       "network": functools.partial(
-          md.many_body_force_fn, model,
+          models.many_body_force_fn, model,
           descriptor_dtype=FLAGS.dtype if FLAGS.descriptor_dtype == "positions" else None),
   }
   unknown = set(FLAGS.drivers) - set(builders)
   if unknown:
     raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected lj_cut and/or network")
-  net_dtype = str(jax.tree.leaves(model["params"])[0].real.dtype)
+  net_dtype = str(jax.tree.leaves(model.params)[0].real.dtype)
   roof = matmul_flops_per_s(net_dtype)
   print(f"md_throughput: dense matmul {roof['flops_per_s'] / 1e9:.1f} GFLOP/s ({net_dtype}, the network's)",
         flush=True)
-  sizes = list(model["sizes"]) if "sizes" in model else [p["W"].shape[0] for p in model["params"]] + [1]
+  sizes = list(model.sizes)
   rows = []
   for n_cells in cells:
     positions, box = fcc_state(n_cells, FLAGS.dtype, FLAGS.temperature)
@@ -205,7 +206,7 @@ def main(argv):
     if "network" in row:
       # Pairs inside the cutoff: what the descriptor sum needs (the list also holds the skin and padding).
       pairs_in_cut = 4.0 / 3.0 * math.pi * R_CUT**3 * row["n_atoms"] / box**3
-      flops = network_flops_per_atom(sizes, len(model["r_s"]), row["network"]["listed_pairs_per_atom"])
+      flops = network_flops_per_atom(sizes, len(model.basis.r_s), row["network"]["listed_pairs_per_atom"])
       achieved = flops["total"] * row["network"]["atom_steps_per_s"]
       row["network"].update(flops_per_atom=flops, pairs_in_cutoff_per_atom=pairs_in_cut,
                             achieved_flops_per_s=achieved, roofline_fraction=achieved / roof["flops_per_s"])

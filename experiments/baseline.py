@@ -18,7 +18,8 @@ from __future__ import annotations
 import os
 import time
 
-from experiments.common import experiment_main, force_rmse
+from experiments.common import RESULTS, experiment_main, force_rmse, prepare_workdir
+from unitary_enn.constants import FOUR_BODY_PAPER_TEST_RMSE
 from experiments.four_body import FourBodyData
 
 LABELS = {"enn": "ENN", "mlp_a": "MLP (A)", "mlp_b": "MLP (B)"}
@@ -74,10 +75,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   import numpy as np
 
   import unitary_enn as uenn
-  from unitary_enn import io, plots, training
+  from unitary_enn import files, models, plots, training
 
   t_start = time.time()
-  os.makedirs(workdir, exist_ok=True)
+  prepare_workdir(workdir)
   fb = FourBodyData(config)
   ds, dtype = fb.splits, fb.dtype
   test = ds["test"]
@@ -131,12 +132,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
       learning_curve=curve,
       rotated_test=dict(num_configurations=len(test), num_reflections=n_reflections, seed=config.rotation_seed),
       fire_train_configurations=fire_subset or n_train_all,
-      paper_enn_test_force_rmse=0.00118,
+      paper_enn_test_force_rmse=FOUR_BODY_PAPER_TEST_RMSE,
       wall_time_s=time.time() - t_start,
       config=config.to_dict(),
-      versions=io.package_versions(),
+      versions=files.package_versions(),
   )
-  io.write_json(os.path.join(workdir, io.RESULTS), results)
+  files.write_json(os.path.join(workdir, RESULTS), results)
   fig = os.path.join(workdir, "figures")
   plots.plot_loss(histories["fire"], os.path.join(fig, "loss_comparison.png"),
                   title="FIRE, full batch: ENN vs scalar MLPs (paper Fig. 2 and 4)")
@@ -144,7 +145,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                   title="Adam, mini-batch: ENN vs scalar MLPs")
   plots.plot_learning_curve(curve, {k: LABELS[k] for k in config.curve_models},
                             os.path.join(fig, "learning_curve.png"))
-  print(f"baseline: done in {results['wall_time_s']:.0f} s; results in {os.path.join(workdir, io.RESULTS)}")
+  print(f"baseline: done in {results['wall_time_s']:.0f} s; results in {os.path.join(workdir, RESULTS)}")
   return results
 
 

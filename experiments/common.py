@@ -1,26 +1,48 @@
-"""What every experiment binary shares: flag handling, the data cache, dtype set-up, error figures."""
+"""What every experiment binary shares: flag handling, the data cache, dtype set-up, error figures, the model a
+binary drives."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 
-from absl import app
+from absl import app, flags
+
+
+def parse_flags(argv):
+  """absl's flag parsing, but a bad `--config.KEY` stops with one clear line instead of a traceback.
+
+  Only errors raised while parsing flags are caught here; errors of the experiment itself propagate.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.stderr.write(f"error: {e}\nPass --helpfull to see the flags.\n")
+    sys.exit(2)
+  except (AttributeError, KeyError) as e:
+    # ml_collections raises these for a key that the (locked) config does not have.
+    overrides = [a for a in argv[1:] if a.startswith("--config.")]
+    names = re.findall(r"'([^'\\]+)'", str(e)) or [str(e)]
+    culprit = [a for a in overrides if names[0] in a]
+    sys.stderr.write(f"error: unknown config key {names[0]!r} in {culprit[0] if culprit else ' '.join(overrides)}: "
+                     "check the spelling against the config file (--helpfull lists the keys)\n")
+    sys.exit(2)
 
 
 def run_app(main) -> None:
-  """`absl.app.run(main)`, but an unknown `--config.KEY` stops with one clear line instead of a traceback."""
-  try:
-    app.run(main)
-  except (AttributeError, KeyError) as e:
-    overrides = [a for a in sys.argv[1:] if a.startswith("--config.")]
-    key = str(e).strip("\"'")
-    culprit = [a for a in overrides if key.split()[0].strip("'\"") in a]
-    if not overrides:
-      raise
-    sys.stderr.write(f"error: unknown config key {key} in {culprit[0] if culprit else overrides}: "
-                     "check the spelling against the config file (--helpfull lists the keys)\n")
-    sys.exit(2)
+  """`absl.app.run(main)` with `parse_flags`."""
+  app.run(main, flags_parser=parse_flags)
+
+
+RESULTS = "results.json"
+
+
+def prepare_workdir(workdir: str) -> str:
+  """Make `workdir` (and check that it is writable) before any data is generated; returns it."""
+  from unitary_enn import files
+  files.check_writable(workdir)
+  return workdir
 
 
 def cache_dir(config) -> str:
@@ -79,13 +101,16 @@ def with_trained_model(run, trained_by: str):
   """`main(config, workdir, train_workdir=None)` for a binary that drives a model trained by `trained_by`.
 
   The model comes from `train_workdir` (the flag), else `config.train_workdir`; when both are empty, `run`
-  trains the quick one itself. A given workdir without model.pkl is a usage error, not a retraining.
+  trains the quick one itself. A given workdir without a model is a usage error, not a retraining.
   """
   def main(config, workdir: str, train_workdir: str | None = None):
+    from unitary_enn import models
     train_workdir = train_workdir or config.train_workdir
-    if train_workdir and not os.path.exists(os.path.join(train_workdir, "model.pkl")):
+    if train_workdir and not os.path.exists(os.path.join(train_workdir, models.MODEL_FILE)):
+      if os.path.exists(os.path.join(train_workdir, models.LEGACY_MODEL_FILE)):
+        models.load_model(train_workdir)  # raises the error that explains the conversion
       raise app.UsageError(
-          f"no trained model in --train_workdir={train_workdir!r} (expected model.pkl): train one with "
+          f"no trained model in --train_workdir={train_workdir!r} (expected {models.MODEL_FILE}): train one with "
           f"python -m experiments.{trained_by} --workdir={train_workdir}, or leave --train_workdir out to "
           "train the quick model here first")
     return run(config, workdir, train_workdir)
@@ -97,7 +122,7 @@ def train_workdir_flag(trained_by: str):
   def define():
     from absl import flags
     return dict(train_workdir=flags.DEFINE_string(
-        "train_workdir", None, f"Workdir of a {trained_by} training run (model.pkl); overrides "
+        "train_workdir", None, f"Workdir of a {trained_by} training run (model.npz); overrides "
         "config.train_workdir. Without either, the quick model is trained first in <workdir>/train."))
   return define
 
@@ -121,19 +146,18 @@ def trained_model(config, workdir: str, train_workdir: str | None, *, trained_by
   with `config.train_config` (`train_model`). Its kind must be `trained_by`.
 
   Returns:
-    dict(model=the model.pkl dict, train_workdir, trained_here, train_time_s, train_results=its results.json
+    dict(model=the `models.Model`, train_workdir, trained_here, train_time_s, train_results=its results.json
     or {}).
   """
-  import json
   import time
 
-  from unitary_enn import io
+  from unitary_enn import files, models
   train_workdir = train_workdir or config.train_workdir
   trained_here, train_time = False, 0.0
   if not train_workdir:
     train_workdir = os.path.join(workdir, "train")
     trained_here = True
-    if os.path.exists(os.path.join(train_workdir, io.MODEL)):
+    if os.path.exists(os.path.join(train_workdir, models.MODEL_FILE)):
       print(f"{caller}: no --train_workdir given; reusing the model trained earlier in {train_workdir}",
             flush=True)
     else:
@@ -143,14 +167,11 @@ def trained_model(config, workdir: str, train_workdir: str | None, *, trained_by
       t0 = time.time()
       train_model(trained_by, config.train_config, train_workdir)
       train_time = time.time() - t0
-  model = io.load_model(train_workdir)
-  if model.get("kind") != trained_by:
-    raise ValueError(f"train_workdir {train_workdir!r} holds a {model.get('kind')!r} model; this experiment "
+  model = models.load_model(train_workdir)
+  if model.kind != trained_by:
+    raise ValueError(f"train_workdir {train_workdir!r} holds a {model.kind!r} model; this experiment "
                      f"needs a {trained_by} model (python -m experiments.{trained_by})")
-  results_path = os.path.join(train_workdir, io.RESULTS)
-  train_results = {}
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      train_results = json.load(f)
+  results_path = os.path.join(train_workdir, RESULTS)
+  train_results = files.read_json(results_path) if os.path.exists(results_path) else {}
   return dict(model=model, train_workdir=train_workdir, trained_here=trained_here, train_time_s=train_time,
               train_results=train_results)

@@ -7,11 +7,11 @@ r"""MD of the argon cross with analytical and network forces (paper Sec. 4.5, en
   python -m experiments.cross_md --config=experiments/configs/cross_md.py:tiny --workdir=/tmp/cross
 
 1. Thermalizes a periodic FCC argon crystal (lj/cut 10 A) at 60 K and zero pressure: Nose-Hoover NVT with a
-   Berendsen barostat for the first half, then NVT at the box found (`uenn.md.thermalize_fcc`).
+   Berendsen barostat for the first half, then NVT at the box found (`unitary_enn.thermalize.thermalize_fcc`).
 2. Fixes the box and cuts out the 3-D cross: three orthogonal bars through the centre, `bar_width_cells` wide
-   (`uenn.md.cross_geometry`); removes its centre-of-mass momentum.
+   (`unitary_enn.structures.cross_geometry`); removes its centre-of-mass momentum.
 3. Runs free-space NVE (velocity Verlet, 1 fs) from that state twice: with analytical lj/cut forces and with
-   the trained descriptor network (`uenn.md.run_nve_neighbor_list`, jax-md neighbor lists checked for overflow
+   the trained descriptor network (`unitary_enn.simulate.run_nve_neighbor_list`, jax-md neighbor lists checked for overflow
    after every chunk).
 
 Writes to --workdir: results.json; figures/position_rmsd.png (Fig. 12), figures/temperature.png (Fig. 14),
@@ -29,17 +29,18 @@ import hashlib
 import os
 import time
 
-from experiments.common import experiment_main, setup_dtype, trained_model, train_workdir_flag, with_trained_model
+from experiments.common import (RESULTS, experiment_main, prepare_workdir, setup_dtype, trained_model, train_workdir_flag,
+                                with_trained_model)
 
 LABELS = {"analytical": "analytical lj/cut", "network": "ENN"}
 COLORS = {"analytical lj/cut": "k", "ENN": "C0"}
 
 
 def _validate(config):
-  from unitary_enn import md
+  from unitary_enn import neighbors, structures
   if config.dtype not in ("float32", "float64"):
     raise ValueError(f"config.dtype must be 'float32' or 'float64', got {config.dtype!r}")
-  md.cross_atom_count(config.n_cells, config.bar_width_cells)  # checks n_cells and bar_width_cells
+  structures.cross_atom_count(config.n_cells, config.bar_width_cells)  # checks n_cells and bar_width_cells
   if config.n_cells * config.lattice_constant < 2 * config.r_cut:
     raise ValueError(f"config.n_cells={config.n_cells} gives a box of {config.n_cells * config.lattice_constant:.2f} "
                      f"A < 2 * r_cut = {2 * config.r_cut} A; the periodic thermalization needs a larger crystal")
@@ -56,24 +57,8 @@ def _validate(config):
     if not config[key] > 0:
       raise ValueError(f"config.{key} must be > 0, got {config[key]}")
   for key in ("format", "network_format", "thermalize_format"):
-    if config[key] not in md.NEIGHBOR_FORMATS:
-      raise ValueError(f"config.{key} must be one of {md.NEIGHBOR_FORMATS}, got {config[key]!r}")
-
-
-def _forces_once(force_fn_builder, positions, r_cut: float):
-  """Forces `(N, 3)` eV/A of a neighbor-list force function on one free-space configuration (checked list)."""
-  import jax
-  import numpy as np
-  from jax_md import partition, space
-
-  displacement_fn, _ = space.free()
-  p = np.asarray(positions)
-  box = float(np.max(p.max(0) - p.min(0))) + 2 * r_cut
-  neighbor_fn = partition.neighbor_list(displacement_fn, box, r_cut, format=partition.OrderedSparse)
-  neighbor = neighbor_fn.allocate(positions)
-  if neighbor.did_buffer_overflow:  # an allocation sized on these very positions cannot overflow
-    raise RuntimeError("neighbor list overflowed at allocation")
-  return np.asarray(jax.jit(force_fn_builder(displacement_fn))(positions, neighbor))
+    if config[key] not in neighbors.NEIGHBOR_FORMATS:
+      raise ValueError(f"config.{key} must be one of {neighbors.NEIGHBOR_FORMATS}, got {config[key]!r}")
 
 
 def run(config, workdir: str, train_workdir: str | None = None) -> dict:
@@ -82,7 +67,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   Args:
     config: from `experiments/configs/cross_md.py`.
     workdir: where results.json, figures/, trajectories/ and checkpoints/ go (and the model, if trained here).
-    train_workdir: a many_body workdir holding model.pkl; overrides `config.train_workdir`. When both are
+    train_workdir: a many_body workdir holding its model; overrides `config.train_workdir`. When both are
       empty the model is trained first in `<workdir>/train` with `config.train_config` (or reused from there).
 
   Returns:
@@ -90,7 +75,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   """
   _validate(config)
   t_start = time.time()
-  os.makedirs(workdir, exist_ok=True)
+  prepare_workdir(workdir)
   tm = trained_model(config, workdir, train_workdir, trained_by="many_body", caller="cross_md",
                      minutes=10)
   model, train_workdir, train_results = tm["model"], tm["train_workdir"], tm["train_results"]
@@ -100,17 +85,18 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   import jax.numpy as jnp
   import numpy as np
 
-  from unitary_enn import io, md, plots
-  from unitary_enn.potentials import ARGON_MASS
+  from unitary_enn import constants, files, models, neighbors, plots, potentials, quantity, simulate, structures
+  from unitary_enn.constants import ARGON_MASS
+  from unitary_enn.thermalize import thermalize_fcc
 
   ckpt_dir = os.path.join(workdir, "checkpoints")
   os.makedirs(ckpt_dir, exist_ok=True)
-  with open(os.path.join(train_workdir, io.MODEL), "rb") as f:
+  with open(os.path.join(train_workdir, models.MODEL_FILE), "rb") as f:
     model_id = hashlib.sha1(f.read()).hexdigest()[:12]  # a network run resumes only with the same model
 
   # --- 1. Thermalization at 60 K and zero pressure (periodic) ---
   n = int(config.n_cells)
-  th = md.thermalize_fcc(
+  th = thermalize_fcc(
       n, temperature=config.temperature, time_ps=config.thermalize_ps, dt=config.dt,
       lattice_constant=config.lattice_constant, r_cut=config.r_cut, pressure_gpa=config.pressure_gpa,
       barostat_fraction=config.barostat_fraction, barostat_every=config.barostat_every,
@@ -119,7 +105,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
       thermostat_tau=config.thermostat_tau, seed=config.seed, dtype=dtype, format=config.thermalize_format,
       capacity_multiplier=config.capacity_multiplier, dr_threshold=config.dr_threshold,
       chunk_steps=_multiple(config.chunk_steps, config.barostat_every),
-      checkpoint=os.path.join(ckpt_dir, "thermalize.pkl"))
+      checkpoint=os.path.join(ckpt_dir, "thermalize.msgpack"))
   last = th.series["step"] > th.series["step"][-1] - 0.25 * th.series["step"][-1]  # the last quarter
   thermal = dict(n_atoms=len(th.positions), box_A=th.box, lattice_constant_A=th.lattice_constant,
                  temperature_K_last_quarter=float(np.mean(th.series["temperature_K"][last])),
@@ -129,25 +115,25 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
                  run_s=th.stats["run_s"], neighbor_reallocations=th.stats["reallocations"])
 
   # --- 2. The cross ---
-  centre, width = md.cross_geometry(th.box, n, config.bar_width_cells)
-  mask = md.cross_mask(th.positions, centre, width)
+  centre, width = structures.cross_geometry(th.box, n, config.bar_width_cells)
+  mask = structures.cross_mask(th.positions, centre, width)
   positions = jnp.asarray(th.positions[mask], dtype)
   momenta = th.momenta[mask]
   momenta = jnp.asarray(momenta - momenta.mean(axis=0), dtype)  # equal masses: zero net momentum
   n_atoms = int(mask.sum())
-  expected = md.cross_atom_count(n, config.bar_width_cells)
+  expected = structures.cross_atom_count(n, config.bar_width_cells)
   print(f"cross_md: cut the cross ({config.bar_width_cells}-cell bars, {width:.3f} A wide) from the "
         f"{len(th.positions):,}-atom crystal: {n_atoms:,} atoms ({expected:,} sites; the paper's 50^3 crystal: "
-        f"{md.cross_atom_count():,}, the paper reports {md.PAPER_CROSS_ATOMS:,}); "
-        f"T = {float(md.temperature(momenta, ARGON_MASS)):.2f} K", flush=True)
+        f"{structures.cross_atom_count():,}, the paper reports {constants.PAPER_CROSS_ATOMS:,}); "
+        f"T = {float(quantity.temperature(momenta, ARGON_MASS)):.2f} K", flush=True)
 
   # Where the network stands on this very configuration: its forces against lj/cut, and the MD force function
-  # (neighbor list, jitted) against the workdir's own force field (io.load_force_field).
-  lj_builder = functools.partial(md.lj_cut_force_fn, r_cut=config.r_cut)
-  net_builder = functools.partial(md.many_body_force_fn, model)
-  f_lj = _forces_once(lj_builder, positions, config.r_cut)
-  f_net = _forces_once(net_builder, positions, float(model["r_cut"]))
-  f_io = np.asarray(io.load_force_field(train_workdir)(np.asarray(positions)))
+  # (neighbor list, jitted) against the workdir's own force field (models.load_force_field).
+  lj_builder = functools.partial(potentials.lj_cut_force_fn, r_cut=config.r_cut)
+  net_builder = functools.partial(models.many_body_force_fn, model)
+  f_lj = np.asarray(neighbors.neighbor_list_model(lj_builder, r_cut=config.r_cut, format="ordered_sparse")(positions))
+  f_net = np.asarray(neighbors.neighbor_list_model(net_builder, r_cut=model.r_cut, format="ordered_sparse")(positions))
+  f_io = np.asarray(models.load_force_field(train_workdir)(np.asarray(positions)))
   force_check = dict(
       network_force_rmse_eV_A=float(np.sqrt(np.mean((f_net - f_lj) ** 2))),
       lj_force_rms_eV_A=float(np.sqrt(np.mean(f_lj ** 2))),
@@ -157,22 +143,22 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
         f"eV/A (lj/cut force RMS {force_check['lj_force_rms_eV_A']:.4f} eV/A)", flush=True)
 
   # --- 3. NVE with analytical and network forces ---
-  energy_builder = functools.partial(md.lj_cut_energy_fn, r_cut=config.r_cut)
+  energy_builder = functools.partial(potentials.lj_cut_energy_fn, r_cut=config.r_cut)
   setups = {"analytical": (lj_builder, config.r_cut, config.format),
-            "network": (net_builder, float(model["r_cut"]), config.network_format)}
+            "network": (net_builder, model.r_cut, config.network_format)}
   runs = {}
   for name, (builder, r_cut, fmt) in setups.items():
-    runs[name] = md.run_nve_neighbor_list(
+    runs[name] = simulate.run_nve_neighbor_list(
         builder, positions, momenta, mass=ARGON_MASS, dt=config.dt, n_steps=config.n_steps, r_cut=r_cut,
         record_every=config.record_every, chunk_steps=config.chunk_steps, energy_fn_builder=energy_builder,
         format=fmt, capacity_multiplier=config.capacity_multiplier, dr_threshold=config.dr_threshold,
-        checkpoint=os.path.join(ckpt_dir, f"{name}_{model_id}.pkl" if name == "network" else f"{name}.pkl"),
+        checkpoint=os.path.join(ckpt_dir, f"{name}_{model_id}.msgpack" if name == "network" else f"{name}.msgpack"),
         label=f"md[{name}]")
 
   # --- Observables ---
   ref, net = runs["analytical"], runs["network"]
   frame_steps = ref.steps
-  rmsd = np.asarray(md.position_rmsd(ref.positions[:, None], net.positions[:, None]))
+  rmsd = np.asarray(quantity.position_rmsd(ref.positions[:, None], net.positions[:, None]))
   temps = {k: r.temperature for k, r in runs.items()}
   steps = np.arange(config.n_steps + 1)
   energy = {k: r.kinetic_energy[::config.record_every] + r.potential_energy for k, r in runs.items()}
@@ -204,7 +190,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
       network_on_initial_cross=force_check,
       cross=dict(n_cells=n, bar_width_cells=int(config.bar_width_cells), bar_width_A=float(width),
                  centre_A=[float(x) for x in centre], crystal_atoms=len(th.positions), sites_in_cross=expected,
-                 paper_size_atoms=md.cross_atom_count(), paper_reported_atoms=md.PAPER_CROSS_ATOMS),
+                 paper_size_atoms=structures.cross_atom_count(), paper_reported_atoms=constants.PAPER_CROSS_ATOMS),
       definitions=dict(
           final_position_rmsd="eq. 49 with one sample: sqrt(mean over atoms of |r_analytical - r_network|^2) "
                               "at the last step, A",
@@ -217,17 +203,17 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
           thermalization="Nose-Hoover NVT + Berendsen barostat to 0 GPa, then NVT at the box averaged over the "
                          "end of the barostat phase; pressure from the virial, lj/cut without tail correction; "
                          "*_last_quarter = mean over the last quarter of the thermalization (NVT)"),
-      paper=dict(n_cells=md.PAPER_CROSS_CELLS, n_atoms=md.PAPER_CROSS_ATOMS, thermalize_ps=10.0, n_steps=20_000,
+      paper=dict(n_cells=constants.PAPER_CROSS_CELLS, n_atoms=constants.PAPER_CROSS_ATOMS, thermalize_ps=10.0, n_steps=20_000,
                  note="the paper gives no numbers for this experiment, only that the temperatures agree well"),
       train_workdir=os.path.abspath(train_workdir),
       trained_here=trained_here,
       model_test_force_rmse=train_results.get("test_force_rmse"),
-      model_sizes=list(model["sizes"]),
+      model_sizes=list(model.sizes),
       n_steps=config.n_steps, dt_ps=config.dt, dtype=config.dtype,
       train_wall_time_s=train_time,
       wall_time_s=time.time() - t_start,
       config=config.to_dict(),
-      versions=io.package_versions(),
+      versions=files.package_versions(),
   )
 
   # --- Files: series, trajectories, figures ---
@@ -239,7 +225,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   if config.xyz_every:
     stride = config.xyz_every // config.record_every
     for name, r in runs.items():
-      io.write_extxyz(os.path.join(workdir, "trajectories", f"{name}.xyz"), r.positions[::stride],
+      files.write_extxyz(os.path.join(workdir, "trajectories", f"{name}.xyz"), r.positions[::stride],
                       steps=frame_steps[::stride], dt=config.dt, cell=th.box)
   fig = os.path.join(workdir, "figures")
   plots.plot_vs_step(frame_steps[1:], {"ENN vs analytical": rmsd[1:]}, os.path.join(fig, "position_rmsd.png"),
@@ -265,7 +251,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
                                                                          None),
       title=f"Thermalization of {len(th.positions):,} atoms (barostat until {barostat_end:g} ps, then NVT)")
   results["wall_time_s"] = time.time() - t_start
-  io.write_json(os.path.join(workdir, io.RESULTS), results)
+  files.write_json(os.path.join(workdir, RESULTS), results)
   _print_summary(results, workdir)
   return results
 

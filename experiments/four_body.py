@@ -5,7 +5,7 @@ r"""Four-atom forces (paper Sec. 4.1-4.2): train the equivariant network on LJ a
   python -m experiments.four_body --config.steps=100000  # any config key can be overridden
 
 Writes to --workdir: results.json, metrics.jsonl, figures/loss.png (Fig. 2), figures/parity.png (Fig. 3),
-model.pkl (`uenn.load_force_field(workdir)` loads it) and checkpoint.pkl (rerun the same command to resume).
+model.npz (`uenn.load_force_field(workdir)` loads it) and checkpoint.msgpack (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import time
 
 from absl import logging
 
-from experiments.common import cache_dir, experiment_main, force_rmse, setup_dtype  # noqa: F401
+from experiments.common import RESULTS, cache_dir, experiment_main, force_rmse, prepare_workdir, setup_dtype
+from unitary_enn.constants import FOUR_BODY_PAPER_TEST_RMSE
 
 
 class FourBodyData:
@@ -69,9 +70,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   import jax
 
   import unitary_enn as uenn
-  from unitary_enn import io, plots, training
+  from unitary_enn import files, models, plots, training
 
-  os.makedirs(workdir, exist_ok=True)
+  prepare_workdir(workdir)
   fb = FourBodyData(config)
   ds, scales, dtype = fb.splits, fb.scales, fb.dtype
 
@@ -100,9 +101,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   rmse = {name: force_rmse(forces(split), split.targets) for name, split in ds.items()}
   test_pred = forces(ds["test"])
-  model = dict(kind="four_body", n_atoms=4, params=best, sizes=sizes, activation=config.activation,
-               scales=scales.to_dict(), dtype=config.dtype, symmetrize=bool(config.get("symmetrize", False)))
-  io.save_model(workdir, model)
+  model = models.Model(kind="four_body", n_atoms=4, params=best, sizes=sizes, activation=config.activation,
+                       scales=scales.to_dict(), dtype=config.dtype, symmetrize=bool(config.get("symmetrize", False)))
+  models.save_model(workdir, model)
 
   history = result.history
   results = dict(
@@ -111,7 +112,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       validation_force_rmse=rmse["validation"],
       train_force_rmse=rmse["train"],
       units="eV/A",
-      paper_test_force_rmse=0.00118,
+      paper_test_force_rmse=FOUR_BODY_PAPER_TEST_RMSE,
       target_force_std=float(scales.targets[0]),
       num_params=n_params,
       steps=result.steps,
@@ -119,16 +120,16 @@ def train_and_evaluate(config, workdir: str) -> dict:
       wall_time_s=history[-1]["time"] if history else 0.0,
       num_train=len(ds["train"]), num_validation=len(ds["validation"]), num_test=len(ds["test"]),
       config=config.to_dict(),
-      versions=io.package_versions(),
+      versions=files.package_versions(),
   )
-  io.write_json(os.path.join(workdir, io.RESULTS), results)
+  files.write_json(os.path.join(workdir, RESULTS), results)
   plots.plot_loss({"ENN": history}, os.path.join(workdir, "figures", "loss.png"),
                   title="Four atoms: loss vs step (paper Fig. 2)")
   plots.plot_parity(ds["test"].targets, test_pred, os.path.join(workdir, "figures", "parity.png"),
                     rmse=rmse["test"], title="Four atoms, test set (paper Fig. 3)")
   print(f"four_body: test force RMSE {rmse['test']:.5f} eV/A (validation {rmse['validation']:.5f}, "
-        f"train {rmse['train']:.5f}; paper 0.00118 after 10^7 FIRE steps); "
-        f"wall time {results['wall_time_s']:.0f} s; results in {os.path.join(workdir, io.RESULTS)}",
+        f"train {rmse['train']:.5f}; paper {FOUR_BODY_PAPER_TEST_RMSE} after 10^7 FIRE steps); "
+        f"wall time {results['wall_time_s']:.0f} s; results in {os.path.join(workdir, RESULTS)}",
         flush=True)
   return results
 

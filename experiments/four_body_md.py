@@ -7,7 +7,7 @@ r"""Four-atom molecular dynamics driven by the trained network (paper Sec. 4.4),
 
 Runs the 10 samples of Sec. 4.4 (same positions, Maxwell-Boltzmann velocities at 10 K, velocity Verlet, 1 fs,
 10,000 steps, float64) four times: analytical LJ forces, network forces, and network forces with the net
-force (and the net torque) removed (SPEC 12). Reports the position RMSD (eq. 49) and energy RMSD (eq. 50)
+force (and the net torque) removed (docs/decisions.md §12). Reports the position RMSD (eq. 49) and energy RMSD (eq. 50)
 against the analytical run, the total-energy drift of every run, the antisymmetric fraction lambda of the
 force Jacobian, the work around small closed loops, and the gradient of a trajectory observable with
 respect to the network parameters through a short MD run (checked against a finite difference).
@@ -24,7 +24,8 @@ from __future__ import annotations
 import os
 import time
 
-from experiments.common import experiment_main, setup_dtype, trained_model, train_workdir_flag, with_trained_model
+from experiments.common import (RESULTS, experiment_main, prepare_workdir, setup_dtype, trained_model, train_workdir_flag,
+                                with_trained_model)
 
 
 # The run variants: name -> (label in figures, line style, color).
@@ -67,7 +68,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   Args:
     config: from `experiments/configs/four_body_md.py`.
     workdir: where results.json and figures/ go (and the model, when one is trained here).
-    train_workdir: a four_body workdir holding model.pkl; overrides `config.train_workdir`. When both are
+    train_workdir: a four_body workdir holding its model; overrides `config.train_workdir`. When both are
       empty, the model is trained first in `<workdir>/train` with `config.train_config` (or reused from there).
 
   Returns:
@@ -75,7 +76,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   """
   _validate(config)
   t_start = time.time()
-  os.makedirs(workdir, exist_ok=True)
+  prepare_workdir(workdir)
   tm = trained_model(config, workdir, train_workdir, trained_by="four_body", caller="four_body_md",
                      minutes=5)
   model, train_workdir, train_results = tm["model"], tm["train_workdir"], tm["train_results"]
@@ -87,28 +88,29 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   import numpy as np
 
   import unitary_enn as uenn
-  from unitary_enn import data, io, md, plots
-  from unitary_enn.potentials import ARGON_MASS, lj_forces
+  from unitary_enn import diagnostics, files, models, plots, quantity, simulate, structures
+  from unitary_enn.constants import ARGON_MASS
+  from unitary_enn.potentials import lj_forces
 
   mass = ARGON_MASS
 
-  net = md.model_force_fn(model, dtype=dtype)
+  net = models.model_force_fn(model, dtype=dtype)
   force_fns = {
       "analytical": lj_forces,
       "network": net,
-      "network_net_force_removed": md.without_net_force(net),
-      "network_net_force_torque_removed": md.without_net_force(net, torque=True),
+      "network_net_force_removed": diagnostics.without_net_force(net),
+      "network_net_force_torque_removed": diagnostics.without_net_force(net, torque=True),
   }
 
   # --- MD (Sec. 4.4) ---
   positions0 = jnp.broadcast_to(jnp.asarray(config.initial_positions, dtype), (config.n_samples, 4, 3))
-  momenta0 = md.maxwell_boltzmann_momenta(jax.random.PRNGKey(config.seed), positions0, mass, config.temperature)
+  momenta0 = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(config.seed), positions0, mass, config.temperature)
   print(f"four_body_md: {config.n_samples} samples x {config.n_steps:,} steps of {config.dt * 1000:g} fs, "
         f"{config.temperature:g} K, {config.dtype}, model from {train_workdir}", flush=True)
   t0 = time.time()
   trajs = {}
   for name, fn in force_fns.items():
-    trajs[name] = md.run_nve(fn, positions0, momenta0, mass=mass, dt=config.dt, n_steps=config.n_steps,
+    trajs[name] = simulate.run_nve(fn, positions0, momenta0, mass=mass, dt=config.dt, n_steps=config.n_steps,
                              chunk_steps=config.chunk_steps, label=f"md[{name}]")
   md_time = time.time() - t0
   steps = trajs["analytical"].steps
@@ -117,11 +119,12 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   @jax.jit
   def series(pos, mom, ref_pos, ref_mom):
     """Per-step observables of one run, `(steps + 1, ...)`; compiled once for all runs."""
-    e = md.total_energy(pos, mom, mass)
-    ref_energy = md.total_energy(ref_pos, ref_mom, mass)
-    return dict(energy=e, temperature=md.temperature(mom, mass), momentum=md.net_momentum(mom),
-                angular_momentum=md.angular_momentum(pos, mom), min_distance=md.min_pair_distance(pos),
-                position_rmsd=md.position_rmsd(ref_pos, pos), energy_rmsd=md.energy_rmsd(ref_energy, e))
+    e = quantity.total_energy(pos, mom, mass)
+    ref_energy = quantity.total_energy(ref_pos, ref_mom, mass)
+    return dict(energy=e, temperature=quantity.temperature(mom, mass), momentum=quantity.net_momentum(mom),
+                angular_momentum=quantity.angular_momentum(pos, mom),
+                min_distance=quantity.min_pair_distances(pos), position_rmsd=quantity.position_rmsd(ref_pos, pos),
+                energy_rmsd=quantity.energy_rmsd(ref_energy, e))
 
   obs = {k: jax.tree.map(np.asarray, series(t.positions, t.momenta, ref.positions, ref.momenta))
          for k, t in trajs.items()}
@@ -131,8 +134,8 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   for name, o in obs.items():
     e, p_net, l_tot = o["energy"], o["momentum"], o["angular_momentum"]
     r = dict(
-        energy_drift_rel=float(np.mean(md.relative_energy_drift(e))),
-        energy_max_deviation_rel=float(np.max(md.max_relative_energy_deviation(e))),
+        energy_drift_rel=float(np.mean(quantity.relative_energy_drift(e))),
+        energy_max_deviation_rel=float(np.max(quantity.max_relative_energy_deviation(e))),
         initial_total_energy_eV=float(np.mean(e[0])),
         final_total_energy_eV=float(np.mean(e[-1])),
         temperature_mean_K=float(np.mean(o["temperature"])),
@@ -148,23 +151,22 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
       r["energy_rmsd_final_eV"] = float(er[-1])
     runs[name] = r
 
-  # --- Conservativeness (SPEC 12) ---
+  # --- Conservativeness (docs/decisions.md §12) ---
   t0 = time.time()
-  test_positions = jnp.asarray(data.generate_clusters(config.n_test_configs, seed=config.test_seed), dtype)
+  test_positions = jnp.asarray(structures.generate_clusters(config.n_test_configs, seed=config.test_seed), dtype)
   stride = max(1, config.n_steps // 20)
   md_frames = jnp.asarray(ref.positions[stride::stride].reshape(-1, 4, 3), dtype)
   both = jnp.concatenate([test_positions, md_frames])
-  untrained = md.four_body_force_fn(
-      uenn.init_uenn(jax.random.PRNGKey(0), tuple(model["sizes"]), dtype=dtype), model["scales"],
-      model.get("activation", "softsign"))
+  untrained = models.four_body_force_fn(
+      uenn.init_uenn(jax.random.PRNGKey(0), model.sizes, dtype=dtype), model.scales, model.activation)
   loop_key = jax.random.PRNGKey(config.seed + 1)
   loop_positions = test_positions[:config.n_loops]
   conservativeness = {}
   for name, fn in list(force_fns.items()) + [("untrained_network", untrained)]:
     # One call (one compilation) for both sets of configurations.
-    lam_all = np.asarray(md.antisymmetric_fraction(fn, both))
+    lam_all = np.asarray(diagnostics.antisymmetric_fraction(fn, both))
     lam, lam_md = lam_all[:len(test_positions)], lam_all[len(test_positions):]
-    work = np.abs(np.asarray(md.loop_work(fn, loop_positions, loop_key, radius=config.loop_radius,
+    work = np.abs(np.asarray(diagnostics.loop_work(fn, loop_positions, loop_key, radius=config.loop_radius,
                                           n_points=config.loop_points)))
     conservativeness[name] = dict(lambda_mean=float(lam.mean()), lambda_max=float(lam.max()),
                                   lambda_md_mean=float(lam_md.mean()),
@@ -260,17 +262,17 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
       train_workdir=os.path.abspath(train_workdir),
       trained_here=trained_here,
       model_test_force_rmse=train_results.get("test_force_rmse"),
-      model_sizes=list(model["sizes"]),
+      model_sizes=list(model.sizes),
       n_samples=config.n_samples, n_steps=config.n_steps, dt_ps=config.dt, temperature_K=config.temperature,
-      initial_temperature_K=float(np.mean(md.temperature(momenta0, mass))),
+      initial_temperature_K=float(np.mean(quantity.temperature(momenta0, mass))),
       train_wall_time_s=train_time,
       md_wall_time_s=md_time,
       conservativeness_wall_time_s=conservativeness_time,
       wall_time_s=time.time() - t_start,
       config=config.to_dict(),
-      versions=io.package_versions(),
+      versions=files.package_versions(),
   )
-  io.write_json(os.path.join(workdir, io.RESULTS), results)
+  files.write_json(os.path.join(workdir, RESULTS), results)
   _print_summary(results, config, workdir)
   return results
 
@@ -285,14 +287,14 @@ def gradient_through_md(model, positions0, momenta0, target_positions, config, d
   import jax.numpy as jnp
   import numpy as np
 
-  from unitary_enn import md
+  from unitary_enn import models, simulate
 
-  params = jax.tree.map(lambda p: jnp.asarray(p, dtype), model["params"])
-  scales, activation = model["scales"], model.get("activation", "softsign")
+  params = jax.tree.map(lambda p: jnp.asarray(p, dtype), model.params)
+  scales, activation = model.scales, model.activation
   target = jnp.asarray(target_positions, dtype)
 
   def observable(p):
-    traj = md.nve_trajectory(md.four_body_force_fn(p, scales, activation), positions0, momenta0,
+    traj = simulate.nve_trajectory(models.four_body_force_fn(p, scales, activation), positions0, momenta0,
                              dt=config.dt, n_steps=config.grad_steps, record_every=config.grad_steps)
     return jnp.mean(jnp.sum((traj.positions[-1] - target) ** 2, axis=-1))
 

@@ -4,13 +4,13 @@ r"""Many-atom forces (paper Sec. 4.5): vector descriptors (eq. 51) of random per
   python -m experiments.many_body --config=experiments/configs/many_body.py:paper --workdir=runs/many_body_paper
   python -m experiments.many_body --config.r_s_start=2.8 --config.n_descriptors=73   # the paper's basis
 
-Data: sets of 10 random periodic boxes (SPEC 9), per-atom vector descriptors and lj/cut forces computed once
+Data: sets of 10 random periodic boxes (docs/decisions.md §9), per-atom vector descriptors and lj/cut forces computed once
 through jax-md and cached ($UENN_CACHE_DIR or ~/.cache/unitary_enn). Training samples are atoms. Besides the
-network, the closed-form linear least-squares map from descriptors to force (SPEC 9) is fitted on the
+network, the closed-form linear least-squares map from descriptors to force (docs/decisions.md §9) is fitted on the
 training sets for each basis in `config.linear_references` and evaluated on the same test atoms.
 
 Writes to --workdir: results.json, metrics.jsonl, figures/loss.png (Fig. 9), figures/parity.png (Fig. 10),
-model.pkl (`uenn.load_force_field(workdir)` gives forces for any positions and box) and checkpoint.pkl
+model.npz (`uenn.load_force_field(workdir)` gives forces for any positions and box) and checkpoint.msgpack
 (rerun the same command to resume).
 """
 
@@ -21,9 +21,9 @@ import time
 
 from absl import logging
 
-from experiments.common import cache_dir, experiment_main, force_rmse, setup_dtype
+from experiments.common import RESULTS, cache_dir, experiment_main, force_rmse, prepare_workdir, setup_dtype
+from unitary_enn.constants import MANY_BODY_PAPER_TEST_RMSE
 
-PAPER_TEST_RMSE = 0.00588  # eV/A, Sec. 4.5
 
 
 def basis_name(start: float, count: int) -> str:
@@ -60,11 +60,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   import numpy as np
 
   import unitary_enn as uenn
-  from unitary_enn import data, descriptors, io, plots, training
+  from unitary_enn import data, descriptors, files, models, plots, training
 
   _validate(config)
   dtype = setup_dtype(config)
-  os.makedirs(workdir, exist_ok=True)
+  prepare_workdir(workdir)
   t0 = time.time()
   net_basis, bases = bases_of(config)
   ds = data.many_body_dataset(
@@ -75,7 +75,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   data_time = time.time() - t0
   logging.info("data: %s atoms in %.1f s", {k: len(v) for k, v in ds.items()}, data_time)
 
-  # Closed-form linear references (SPEC 9), fitted on the training sets only.
+  # Closed-form linear references (docs/decisions.md §9), fitted on the training sets only.
   t1 = time.time()
   linear = {}
   for name in bases:
@@ -88,7 +88,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
           flush=True)
   linear_time = time.time() - t1
 
-  # The network: descriptors (N, 3, K) / per-channel RMS -> ENN -> force (N, 3, 1) / RMS (SPEC 4, 9).
+  # The network: descriptors (N, 3, K) / per-channel RMS -> ENN -> force (N, 3, 1) / RMS (docs/decisions.md §4, §9).
   x_train = ds["train"].descriptors[net_basis]
   y_train = ds["train"].forces[:, :, None]
   scales = data.fit_scales(x_train, y_train, per_channel_inputs=True)
@@ -124,10 +124,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   predictions = {name: forces(split) for name, split in ds.items()}
   rmse = {name: force_rmse(predictions[name], split.forces) for name, split in ds.items()}
-  model = dict(kind="many_body", params=best, sizes=sizes, activation=config.activation,
-               scales=scales.to_dict(), r_s=bases[net_basis]["r_s"], eta=float(config.eta),
-               r_cut=float(config.r_cut), cutoff=config.cutoff, dtype=config.dtype)
-  io.save_model(workdir, model)
+  model = models.Model(kind="many_body", params=best, sizes=sizes, activation=config.activation,
+                       scales=scales.to_dict(), dtype=config.dtype,
+                       basis=models.Basis(bases[net_basis]["r_s"], float(config.eta), float(config.r_cut),
+                                          config.cutoff))
+  models.save_model(workdir, model)
 
   history = result.history
   test = ds["test"]
@@ -137,7 +138,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       validation_force_rmse=rmse["validation"],
       train_force_rmse=rmse["train"],
       units="eV/A",
-      paper_test_force_rmse=PAPER_TEST_RMSE,
+      paper_test_force_rmse=MANY_BODY_PAPER_TEST_RMSE,
       linear_reference=linear,
       basis=net_basis,
       num_test_atoms=len(test),
@@ -154,18 +155,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
       data_time_s=data_time,
       linear_time_s=linear_time,
       config=config.to_dict(),
-      versions=io.package_versions(),
+      versions=files.package_versions(),
   )
-  io.write_json(os.path.join(workdir, io.RESULTS), results)
+  files.write_json(os.path.join(workdir, RESULTS), results)
   plots.plot_loss({"ENN": history}, os.path.join(workdir, "figures", "loss.png"),
                   title="Many atoms: loss vs step (paper Fig. 9)")
   plots.plot_parity(test.forces, predictions["test"], os.path.join(workdir, "figures", "parity.png"),
                     rmse=rmse["test"], title=f"Many atoms, test set, {len(test):,} atoms (paper Fig. 10)")
   refs = ", ".join(f"{v['test_force_rmse']:.2g} ({k})" for k, v in linear.items())
   print(f"many_body: test force RMSE {rmse['test']:.5f} eV/A over {len(test):,} test atoms (validation "
-        f"{rmse['validation']:.5f}, train {rmse['train']:.5f}; paper {PAPER_TEST_RMSE}); linear references "
+        f"{rmse['validation']:.5f}, train {rmse['train']:.5f}; paper {MANY_BODY_PAPER_TEST_RMSE}); linear references "
         f"{refs}; training {results['wall_time_s']:.0f} s, data {data_time:.0f} s; results in "
-        f"{os.path.join(workdir, io.RESULTS)}", flush=True)
+        f"{os.path.join(workdir, RESULTS)}", flush=True)
   return results
 
 

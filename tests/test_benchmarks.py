@@ -12,7 +12,7 @@ import pytest
 
 import unitary_enn as uenn
 from benchmarks import common, md_throughput, time_to_accuracy
-from unitary_enn import md
+from unitary_enn import models, neighbors, potentials, structures
 
 
 def test_fit_exponent_recovers_a_power_law():
@@ -49,16 +49,16 @@ def test_md_timing_lists_every_neighbour_within_the_cutoff():
   """5^3 FCC cells (500 atoms): for both drivers the timed neighbor list holds at least every neighbour within
   the cutoff, counted on the perfect lattice by brute force, and the MD stays finite."""
   positions, box = md_throughput.fcc_state(5, "float32", 60.0)
-  lattice = md.fcc_lattice(5)
+  lattice = structures.fcc_lattice(5)
   d = lattice[:, None, :] - lattice[None, :, :]
   d -= box * np.round(d / box)
   r = np.sqrt(np.sum(d * d, axis=-1))
   in_cutoff = np.sum((r > 0) & (r < md_throughput.R_CUT)) / len(lattice)
   model = md_throughput.random_model("float32")
   import functools
-  for builder in (functools.partial(md.lj_cut_force_fn, r_cut=md_throughput.R_CUT),
-                  functools.partial(md.many_body_force_fn, model)):
-    out = md_throughput.time_md(builder, positions, box, steps=2, repeats=1, fmt=md._neighbor_format("dense"),
+  for builder in (functools.partial(potentials.lj_cut_force_fn, r_cut=md_throughput.R_CUT),
+                  functools.partial(models.many_body_force_fn, model)):
+    out = md_throughput.time_md(builder, positions, box, steps=2, repeats=1, fmt=neighbors.neighbor_format("dense"),
                                 dr_threshold=1.0, capacity_multiplier=1.25, temperature=60.0)
     assert out["s_per_step"] > 0 and math.isfinite(out["final_temperature_k"])
     assert out["listed_pairs_per_atom"] >= in_cutoff

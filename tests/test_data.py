@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import unitary_enn as uenn
-from unitary_enn import data
+from unitary_enn import data, potentials, structures, testing
 
 
 def test_every_configuration_respects_r_min():
-  pos = data.generate_clusters(5000, seed=3, batch=1000)
+  pos = structures.generate_clusters(5000, seed=3, batch=1000)
   assert pos.shape == (5000, 4, 3)
   d = np.linalg.norm(pos[:, :, None] - pos[:, None], axis=-1)
   iu = np.triu_indices(4, 1)
@@ -32,7 +32,7 @@ def test_dataset_split_targets_and_cache(tmp_path):
   ds = data.four_body_dataset(1000, seed=7, cache_dir=str(tmp_path))
   assert [len(ds[k]) for k in ("train", "validation", "test")] == [600, 200, 200]
   tr = ds["train"]
-  np.testing.assert_allclose(tr.targets, uenn.lj_forces_reference(tr.positions).swapaxes(-1, -2))
+  np.testing.assert_allclose(tr.targets, potentials.lj_forces_reference(tr.positions).swapaxes(-1, -2))
   np.testing.assert_allclose(tr.inputs, data.relative_vectors(tr.positions))
   files = os.listdir(tmp_path)
   assert len(files) == 1 and files[0].endswith(".npz")
@@ -61,7 +61,7 @@ def test_bad_split_and_sizes():
   with pytest.raises(ValueError, match="too few"):
     data.split_fractions(2)
   with pytest.raises(ValueError, match="n_configs"):
-    data.generate_clusters(0)
+    structures.generate_clusters(0)
 
 
 def test_permutation_matrices_relabel_inputs_and_lj_forces():

@@ -9,7 +9,7 @@ import pytest
 from jax_md import partition, space
 
 import unitary_enn as uenn
-from unitary_enn import data, descriptors, potentials
+from unitary_enn import descriptors, potentials, structures
 
 R_CUT = 10.0
 BASIS = dict(r_s=descriptors.radial_grid(1.0, 40, 0.25), eta=4.0, r_cut=R_CUT)  # covers 1..10.75 A
@@ -17,7 +17,7 @@ FORMATS = [partition.Dense, partition.Sparse, partition.OrderedSparse]
 
 
 def _box_atoms(n=50, side=21.0, seed=0, r_min=2.8):
-  return data.random_box(side, max_atoms=n, r_min=r_min, seed=seed), side
+  return structures.random_box(side, max_atoms=n, r_min=r_min, seed=seed), side
 
 
 def _brute_force_eq51(pos, box, r_s, eta, r_cut):
@@ -56,7 +56,7 @@ def test_cutoffs_values_and_smoothness():
 
 
 def test_paper_basis_and_edge_features():
-  r_s = uenn.paper_r_s()
+  r_s = descriptors.paper_r_s()
   assert len(r_s) == 73 and r_s[0] == 2.8 and abs(r_s[-1] - 10.0) < 1e-12
   e = descriptors.edge_features(jnp.array([2.8, 10.0]), r_s=r_s, eta=100.0, r_cut=10.0)
   assert e.shape == (2, 73)
@@ -103,8 +103,8 @@ def test_neighbor_list_versions_equal_dense(fmt):
   species = jnp.asarray(np.random.default_rng(1).integers(0, 2, len(pos)))
   displacement_fn, _ = space.periodic(side)
   for kind, dense_fn in (("vector", uenn.vector_descriptors), ("scalar", uenn.scalar_descriptors)):
-    builder = (uenn.vector_descriptors_neighbor_list if kind == "vector"
-               else uenn.scalar_descriptors_neighbor_list)
+    builder = (descriptors.vector_descriptors_neighbor_list if kind == "vector"
+               else descriptors.scalar_descriptors_neighbor_list)
     neighbor_fn, descriptor_fn = builder(displacement_fn, side, format=fmt, species=species, n_species=2,
                                          cutoff="polynomial", **BASIS)
     nbrs = neighbor_fn.allocate(pos)
@@ -150,15 +150,15 @@ def test_gnn_layer_reduces_to_eq51_and_is_equivariant():
   pos, side = _box_atoms(30, 21.0, seed=5)
   pos = jnp.asarray(pos, jnp.float64)
   eq51 = uenn.vector_descriptors(pos, side, **BASIS)
-  ident = uenn.identity_vector_gnn(40, dtype=jnp.float64)
-  np.testing.assert_array_equal(uenn.vector_gnn(ident, pos, side, **BASIS), eq51)  # exactly
+  ident = descriptors.identity_vector_gnn(40, dtype=jnp.float64)
+  np.testing.assert_array_equal(descriptors.vector_gnn(ident, pos, side, **BASIS), eq51)  # exactly
   # A learnable layer with two species and a vector activation: O(3)-equivariant, and its gradient flows.
-  params = uenn.init_vector_gnn(jax.random.PRNGKey(0), 40, 7, n_species=2, dtype=jnp.float64)
+  params = descriptors.init_vector_gnn(jax.random.PRNGKey(0), 40, 7, n_species=2, dtype=jnp.float64)
   species = np.arange(30) % 2
-  f = lambda p: uenn.vector_gnn(params, p, None, species=species, activation="softsign", **BASIS)
+  f = lambda p: descriptors.vector_gnn(params, p, None, species=species, activation="softsign", **BASIS)
   assert f(pos).shape == (30, 3, 7)
   uenn.assert_equivariant(f, pos, key=jax.random.PRNGKey(1), in_axis=-1, out_axis=-2, reflection=True)
-  loss = lambda w: jnp.sum(uenn.vector_gnn({"w": w}, pos, side, species=species, **BASIS) ** 2)
+  loss = lambda w: jnp.sum(descriptors.vector_gnn({"w": w}, pos, side, species=species, **BASIS) ** 2)
   assert bool(jnp.all(jnp.isfinite(jax.grad(loss)(params["w"]))))
 
 
@@ -167,7 +167,7 @@ def test_periodic_lj_cut_forces_are_minus_grad_energy(fmt):
   pos, side = _box_atoms(50, 21.0, seed=6)
   pos = jnp.asarray(pos, jnp.float64)
   displacement_fn, _ = space.periodic(side)
-  neighbor_fn, energy_fn, force_fn = uenn.lj_cut_neighbor_list(displacement_fn, side, r_cut=R_CUT, format=fmt)
+  neighbor_fn, energy_fn, force_fn = potentials.lj_cut_neighbor_list(displacement_fn, side, r_cut=R_CUT, format=fmt)
   energy_fn, force_fn = jax.jit(energy_fn), jax.jit(force_fn)
   nbrs = neighbor_fn.allocate(pos)
   forces = force_fn(pos, nbrs)
@@ -185,7 +185,7 @@ def test_periodic_lj_cut_forces_are_minus_grad_energy(fmt):
 def test_lj_cut_is_truncated_without_shift():
   side = 25.0
   displacement_fn, _ = space.periodic(side)
-  neighbor_fn, energy_fn, _ = uenn.lj_cut_neighbor_list(displacement_fn, side, r_cut=R_CUT)
+  neighbor_fn, energy_fn, _ = potentials.lj_cut_neighbor_list(displacement_fn, side, r_cut=R_CUT)
   for r, expected in ((9.99, float(potentials.lj_pair_energy(9.99 ** 2))), (10.01, 0.0)):
     pos = jnp.array([[5.0, 5.0, 5.0], [5.0 + r, 5.0, 5.0]], jnp.float64)
     assert float(energy_fn(pos, neighbor_fn.allocate(pos))) == pytest.approx(expected, rel=1e-12, abs=0)
@@ -193,25 +193,25 @@ def test_lj_cut_is_truncated_without_shift():
 
 def test_generated_boxes_respect_the_minimum_image_distance():
   for side, n in ((20.0, 400), (45.0, 600)):  # the first is packed until insertions fail
-    pos = data.random_box(side, max_atoms=n, r_min=2.8, max_trials=50, seed=7)
+    pos = structures.random_box(side, max_atoms=n, r_min=2.8, max_trials=50, seed=7)
     assert 0 < len(pos) <= n and np.all((pos >= 0) & (pos < side))
     d = pos[None] - pos[:, None]
     d -= side * np.round(d / side)
     r = np.sqrt((d ** 2).sum(-1)) + np.diag(np.full(len(pos), np.inf))
     assert r.min() >= 2.8
-    assert data.min_pair_distance(pos, side) == pytest.approx(r.min())
-  assert len(data.random_box(20.0, max_atoms=400, seed=7)) < 400  # dense boxes end with fewer atoms
-  np.testing.assert_array_equal(data.random_box(45.0, max_atoms=50, seed=3),
-                                data.random_box(45.0, max_atoms=50, seed=3))
+    assert structures.min_pair_distance(pos, side) == pytest.approx(r.min())
+  assert len(structures.random_box(20.0, max_atoms=400, seed=7)) < 400  # dense boxes end with fewer atoms
+  np.testing.assert_array_equal(structures.random_box(45.0, max_atoms=50, seed=3),
+                                structures.random_box(45.0, max_atoms=50, seed=3))
 
 
 def test_linear_reference_recovers_a_linear_map():
   pos, side = _box_atoms(40, 21.0, seed=8)
   d = np.asarray(uenn.vector_descriptors(jnp.asarray(pos, jnp.float64), side, **BASIS))
   coef = np.random.default_rng(0).normal(size=40)
-  forces = uenn.apply_linear_force_map(coef, d)
+  forces = descriptors.apply_linear_force_map(coef, d)
   assert forces.shape == (40, 3)
-  np.testing.assert_allclose(uenn.apply_linear_force_map(uenn.fit_linear_force_map(d, forces), d), forces,
+  np.testing.assert_allclose(descriptors.apply_linear_force_map(descriptors.fit_linear_force_map(d, forces), d), forces,
                              atol=1e-8)
 
 
@@ -251,7 +251,7 @@ def test_neighbor_buffer_overflow_is_reallocated_never_silent():
     assert model.stats["reallocations"] >= 1, fmt
   # jax-md itself only flags it: a list updated without reallocation reports the overflow.
   displacement_fn, _ = space.periodic(side)
-  neighbor_fn, _ = uenn.vector_descriptors_neighbor_list(displacement_fn, side, **BASIS)
+  neighbor_fn, _ = descriptors.vector_descriptors_neighbor_list(displacement_fn, side, **BASIS)
   nbrs = neighbor_fn.allocate(dilute)
   assert bool(neighbor_fn.update(dense, nbrs).did_buffer_overflow)
 
@@ -263,7 +263,7 @@ def test_descriptor_sums_in_a_lower_dtype_keep_float64_displacements(fmt):
   pos, side = _box_atoms(60, 31.0, seed=5)
   displacement_fn, _ = space.free()
   far = jnp.asarray(pos, jnp.float64) + 1.0e5  # float32 spacing at 1e5 A is 0.008 A
-  neighbor_fn, descriptor_fn = uenn.vector_descriptors_neighbor_list(displacement_fn, 3 * side, format=fmt,
+  neighbor_fn, descriptor_fn = descriptors.vector_descriptors_neighbor_list(displacement_fn, 3 * side, format=fmt,
                                                                      **BASIS)
   want = descriptor_fn(far - 1.0e5, neighbor_fn.allocate(far - 1.0e5))
   nbrs = neighbor_fn.allocate(far)

@@ -1,4 +1,4 @@
-"""FIRE as an optax transformation (SPEC 4): against a NumPy transcription, on Rosenbrock, on a stiff cluster."""
+"""FIRE as an optax transformation (docs/decisions.md §4): against a NumPy transcription, on Rosenbrock, on a stiff cluster."""
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +12,7 @@ P = dict(dt=0.001, dt_max=0.01, mass=0.1, n_min=5, f_inc=1.1, f_dec=0.5, alpha_s
 
 
 def numpy_fire(grad, x, steps, variant):
-  """A direct transcription of SPEC 4 (paper) and of the FIRE 2.0 step (fire2) on a flat vector."""
+  """A direct transcription of docs/decisions.md §4 (paper) and of the FIRE 2.0 step (fire2) on a flat vector."""
   x = np.array(x, dtype=np.float64)
   v = np.zeros_like(x)
   dt, alpha, n = P["dt"], P["alpha_start"], 0
@@ -77,7 +77,7 @@ def test_fire_matches_numpy_transcription_on_a_quadratic(variant):
 
 @pytest.mark.parametrize("variant", ["paper", "fire2"])
 def test_complex_parameters_follow_the_real_transcription(variant):
-  """A complex leaf behaves as its (Re, Im) pair: fire() conjugates jax.grad's output (SPEC 4 trap)."""
+  """A complex leaf behaves as its (Re, Im) pair: fire() conjugates jax.grad's output (docs/decisions.md §4 trap)."""
   c = np.array([1.0 - 2.0j, 0.5j])
   z0 = np.array([0.3 + 0.1j, -1.0 + 0.0j])
   k = np.array([4.0, 300.0])
@@ -90,7 +90,7 @@ def test_complex_parameters_follow_the_real_transcription(variant):
 
 
 def test_unconjugated_complex_gradient_diverges_and_conjugated_converges():
-  """SPEC 4: sgd on |z - i|^2 from z = 0 runs away with raw jax.grad and converges once conjugated."""
+  """docs/decisions.md §4: sgd on |z - i|^2 from z = 0 runs away with raw jax.grad and converges once conjugated."""
   loss = lambda z: jnp.abs(z - 1j) ** 2
   for opt, ok in ((optax.sgd(0.1), False), (optax.chain(uenn.conjugate_complex_grads(), optax.sgd(0.1)), True)):
     z = jnp.zeros((), jnp.complex128)
@@ -143,7 +143,7 @@ def test_fire2_stays_at_the_minimum_of_a_stiff_cluster_where_paper_does_not():
   assert np.max(np.abs(e2[500:] + 44.326801)) < 1e-5
   traj1, _ = run_optax(uenn.fire(variant="paper"), lj13_energy, x0, 3000)
   e1 = np.array(jax.vmap(lj13_energy)(traj1))
-  # Forward Euler reaches the minimum and then leaves it (SPEC 4 measured -18.78 by step 3,000).
+  # Forward Euler reaches the minimum and then leaves it (docs/decisions.md §4 measured -18.78 by step 3,000).
   assert e1.min() < -44.32
   assert e1[-1] > -44.0
 

@@ -13,6 +13,7 @@ import pytest
 import unitary_enn as uenn
 from experiments import four_body
 from experiments.configs import four_body as four_body_config
+from unitary_enn import data
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,7 +29,7 @@ def tiny_run(tmp_path_factory):
 
 def test_run_writes_results_figures_and_model(tiny_run):
   workdir, results = tiny_run
-  for f in ("results.json", "metrics.jsonl", "model.pkl", "checkpoint.pkl", "figures/loss.png",
+  for f in ("results.json", "metrics.jsonl", "model.npz", "checkpoint.msgpack", "figures/loss.png",
             "figures/parity.png"):
     assert os.path.getsize(os.path.join(workdir, f)) > 0, f
   on_disk = json.load(open(os.path.join(workdir, "results.json")))

@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from unitary_enn import md
-from unitary_enn.potentials import ARGON_EPSILON, ARGON_MASS, ARGON_SIGMA
+from unitary_enn import constants, potentials, quantity, simulate, structures
+from unitary_enn.constants import ARGON_EPSILON, ARGON_MASS, ARGON_SIGMA
 
 R_CUT = 10.0
 N_STEPS = 200
@@ -77,21 +77,21 @@ def _run_lammps(positions, velocities, dt, n_steps, chunk):
 
 
 def test_cross_trajectory_matches_lammps():
-  pos = md.argon_cross(6, 2)  # 224 atoms, perfect lattice, a = 5.24411 A
-  mom = np.asarray(md.maxwell_boltzmann_momenta(jax.random.PRNGKey(3), pos, ARGON_MASS, md.CROSS_TEMPERATURE))
+  pos = structures.argon_cross(6, 2)  # 224 atoms, perfect lattice, a = 5.24411 A
+  mom = np.asarray(quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(3), pos, ARGON_MASS, constants.CROSS_TEMPERATURE))
   # jax-md's velocity Verlet rounds dt to float32 (1 fs -> 1.00000005 fs); LAMMPS gets that same step.
   dt = float(np.float32(0.001))
   lammps_frames, lammps_forces, lammps_pe = _run_lammps(pos, mom / ARGON_MASS, dt, N_STEPS, chunk=50)
 
-  ours = md.run_nve_neighbor_list(functools.partial(md.lj_cut_force_fn, r_cut=R_CUT), pos, mom, dt=0.001,
+  ours = simulate.run_nve_neighbor_list(functools.partial(potentials.lj_cut_force_fn, r_cut=R_CUT), pos, mom, dt=0.001,
                                   n_steps=N_STEPS, r_cut=R_CUT, record_every=50, chunk_steps=100,
-                                  energy_fn_builder=functools.partial(md.lj_cut_energy_fn, r_cut=R_CUT), log=None)
+                                  energy_fn_builder=functools.partial(potentials.lj_cut_energy_fn, r_cut=R_CUT), log=None)
   assert ours.positions.dtype == np.float64
   # The forces at the start, the potential energy along the way, the positions every 50 steps.
   from jax_md import partition, space
   displacement_fn, _ = space.free()
   neighbor = partition.neighbor_list(displacement_fn, 60.0, R_CUT).allocate(pos)
-  our_forces = np.asarray(md.lj_cut_force_fn(displacement_fn, r_cut=R_CUT)(pos, neighbor))
+  our_forces = np.asarray(potentials.lj_cut_force_fn(displacement_fn, r_cut=R_CUT)(pos, neighbor))
   np.testing.assert_allclose(our_forces, lammps_forces, rtol=0, atol=1e-10)
   np.testing.assert_allclose(ours.potential_energy, lammps_pe, rtol=1e-10)
   displacement = np.max(np.abs(lammps_frames[-1] - lammps_frames[0]))

@@ -11,7 +11,7 @@ import pytest
 import unitary_enn as uenn
 from experiments import many_body
 from experiments.configs import many_body as many_body_config
-from unitary_enn import data, io
+from unitary_enn import constants, models, structures
 
 
 def test_configs():
@@ -19,7 +19,7 @@ def test_configs():
   assert tuple(paper.n_sets) == (6, 2, 2) and paper.optimizer == "fire" and paper.steps == 1_000_000
   assert (paper.n_descriptors, *paper.hidden, 1) == (73, 200, 100, 50, 10, 1)
   assert paper.r_s_start == 2.8 and paper.eta == 100.0 and paper.r_cut == 10.0
-  assert tuple(paper.box_sides) == data.PAPER_BOX_SIDES
+  assert tuple(paper.box_sides) == constants.PAPER_BOX_SIDES
   quick = many_body_config.get_config()
   net, bases = many_body.bases_of(quick)
   assert len(bases[net]["r_s"]) == quick.n_descriptors
@@ -33,7 +33,7 @@ def test_tiny_run_writes_results_figures_and_a_force_field(tmp_path, monkeypatch
   workdir = str(tmp_path / "run")
   config = many_body_config.get_config("tiny")
   results = many_body.train_and_evaluate(config, workdir)
-  for f in ("results.json", "figures/loss.png", "figures/parity.png", "model.pkl", "metrics.jsonl"):
+  for f in ("results.json", "figures/loss.png", "figures/parity.png", "model.npz", "metrics.jsonl"):
     assert os.path.getsize(os.path.join(workdir, f)) > 0, f
   on_disk = json.load(open(os.path.join(workdir, "results.json")))
   assert on_disk["units"] == "eV/A" and np.isfinite(on_disk["test_force_rmse"])
@@ -46,21 +46,21 @@ def test_tiny_run_writes_results_figures_and_a_force_field(tmp_path, monkeypatch
 
   # The saved force field: the network on the dense descriptors, for any N, periodic or free.
   forces = uenn.load_force_field(workdir)
-  model = io.load_model(workdir)
+  model = models.load_model(workdir)
   side = float(config.box_sides[0])
-  pos = data.random_box(side, max_atoms=40, seed=123)
+  pos = structures.random_box(side, max_atoms=40, seed=123)
 
   def reference(p, box):  # descriptors in float64, the network in its own dtype (as the force field does)
-    d = uenn.vector_descriptors(jnp.asarray(p, jnp.float64), box, r_s=model["r_s"], eta=model["eta"],
-                                r_cut=model["r_cut"])
-    x = (d / np.asarray(model["scales"]["inputs"])).astype(model["dtype"])
-    y = uenn.apply_uenn(jax.tree.map(jnp.asarray, model["params"]), x)
-    return np.asarray(y[..., 0]) * model["scales"]["targets"][0]
+    d = uenn.vector_descriptors(jnp.asarray(p, jnp.float64), box, r_s=model.basis.r_s, eta=model.basis.eta,
+                                r_cut=model.r_cut)
+    x = (d / np.asarray(model.scales["inputs"])).astype(model.dtype)
+    y = uenn.apply_uenn(jax.tree.map(jnp.asarray, model.params), x)
+    return np.asarray(y[..., 0]) * model.scales["targets"][0]
 
   got = forces(pos, side)
   assert got.shape == (40, 3)
   np.testing.assert_allclose(got, reference(pos, side), rtol=1e-4, atol=1e-5)
-  more = data.random_box(side, max_atoms=60, seed=5)  # another N
+  more = structures.random_box(side, max_atoms=60, seed=5)  # another N
   np.testing.assert_allclose(forces(more, side), reference(more, side), rtol=1e-4, atol=1e-5)
   free = pos * 1.1
   uenn.assert_equivariant(lambda p: forces(p), jnp.asarray(free), key=jax.random.PRNGKey(0), in_axis=-1,

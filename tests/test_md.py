@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import unitary_enn as uenn
-from unitary_enn import data, io, md
-from unitary_enn.potentials import ARGON_MASS, KB, lj_energy, lj_forces
+from unitary_enn import diagnostics, models, quantity, simulate, structures
+from unitary_enn.constants import ARGON_MASS, KB
+from unitary_enn.potentials import lj_energy, lj_forces
 
 DTYPE = jnp.float64
 SCALES = {"inputs": [4.0] * 6, "targets": [0.1] * 4}
@@ -22,12 +23,12 @@ def _network(key=0, sizes=(6, 12, 8, 4)):
 
 
 def _clusters(n, seed=3):
-  return jnp.asarray(data.generate_clusters(n, seed=seed), DTYPE)
+  return jnp.asarray(structures.generate_clusters(n, seed=seed), DTYPE)
 
 
 @pytest.fixture(scope="module")
 def net_fn():
-  return jax.jit(md.four_body_force_fn(_network(), SCALES))
+  return jax.jit(models.four_body_force_fn(_network(), SCALES))
 
 
 def test_model_force_fn_is_equivariant_and_translation_invariant(net_fn):
@@ -40,57 +41,57 @@ def test_model_force_fn_is_equivariant_and_translation_invariant(net_fn):
 
 def test_model_force_fn_agrees_with_load_force_field(tmp_path):
   params = [jax.tree.map(lambda a: np.asarray(a, np.float32), l) for l in _network(1)]
-  io.save_model(str(tmp_path), dict(kind="four_body", n_atoms=4, params=params, sizes=(6, 12, 8, 4),
-                                    activation="softsign", scales=SCALES, dtype="float32"))
+  models.save_model(str(tmp_path), models.Model(kind="four_body", n_atoms=4, params=params, sizes=(6, 12, 8, 4),
+                                                activation="softsign", scales=SCALES, dtype="float32"))
   pos = _clusters(3, seed=4)
   loaded = uenn.load_force_field(str(tmp_path))(pos)
   # Same function: the jitted model_force_fn reproduces load_force_field bit for bit.
-  np.testing.assert_array_equal(np.asarray(jax.jit(md.model_force_fn(str(tmp_path)))(pos)), np.asarray(loaded))
+  np.testing.assert_array_equal(np.asarray(jax.jit(models.model_force_fn(str(tmp_path)))(pos)), np.asarray(loaded))
   assert loaded.dtype == jnp.float32  # load_force_field keeps the trained dtype
-  in64 = jax.jit(md.model_force_fn(io.load_model(str(tmp_path)), dtype=DTYPE))(pos)
+  in64 = jax.jit(models.model_force_fn(models.load_model(str(tmp_path)), dtype=DTYPE))(pos)
   assert in64.dtype == DTYPE
   np.testing.assert_allclose(in64, loaded, rtol=1e-4, atol=1e-5)
-  with pytest.raises(ValueError, match="kind 'other'"):
-    md.model_force_fn(dict(kind="other"))
+  with pytest.raises(ValueError, match="unknown model kind 'other'"):
+    models.Model(kind="other", params=params, sizes=(6, 4), scales=SCALES)
 
 
 def test_lambda_is_zero_for_lj_and_clearly_positive_for_an_untrained_network(net_fn):
   pos = _clusters(16)
-  lam_lj = md.antisymmetric_fraction(lj_forces, pos)
+  lam_lj = diagnostics.antisymmetric_fraction(lj_forces, pos)
   assert lam_lj.shape == (16,)
   assert float(lam_lj.max()) < 1e-12
-  lam_net = md.antisymmetric_fraction(net_fn, pos)
+  lam_net = diagnostics.antisymmetric_fraction(net_fn, pos)
   assert float(lam_net.mean()) > 0.1
   # The Jacobian is dF/dr: for LJ it is minus the Hessian of the energy.
   hess = jax.jit(jax.hessian(lambda r: lj_energy(r.reshape(4, 3))))(pos[0].reshape(-1))
-  np.testing.assert_allclose(md.force_jacobian(lj_forces, pos[0]), -hess, rtol=1e-10, atol=1e-12)
+  np.testing.assert_allclose(diagnostics.force_jacobian(lj_forces, pos[0]), -hess, rtol=1e-10, atol=1e-12)
 
 
 def test_loop_work_vanishes_for_lj_and_obeys_stokes_for_a_linear_field():
   pos = _clusters(4)
-  u, v = md.random_planes(jax.random.PRNGKey(1), 4, 12, DTYPE)
-  w_lj = md.loop_work(lj_forces, pos, plane=(u, v), radius=0.05, n_points=32)
+  u, v = diagnostics.random_planes(jax.random.PRNGKey(1), 4, 12, DTYPE)
+  w_lj = diagnostics.loop_work(lj_forces, pos, plane=(u, v), radius=0.05, n_points=32)
   assert float(jnp.abs(w_lj).max()) < 1e-14
   # F = A r: the trapezoidal rule is exact and W = pi rho^2 v^T (A - A^T) u (Stokes).
   a = jax.random.normal(jax.random.PRNGKey(2), (12, 12), DTYPE)
   linear = lambda r: (r.reshape(-1) @ a.T).reshape(r.shape)
   rho = 0.3
-  w = md.loop_work(linear, pos, plane=(u, v), radius=rho, n_points=16)
+  w = diagnostics.loop_work(linear, pos, plane=(u, v), radius=rho, n_points=16)
   expected = jnp.pi * rho ** 2 * jnp.einsum("si,ij,sj->s", v, a - a.T, u)
   np.testing.assert_allclose(w, expected, rtol=1e-10)
   # A symmetric A is a gradient field: no work around any loop.
   sym = lambda r: (r.reshape(-1) @ (a + a.T)).reshape(r.shape)
-  assert float(jnp.abs(md.loop_work(sym, pos, jax.random.PRNGKey(3))).max()) < 1e-12
+  assert float(jnp.abs(diagnostics.loop_work(sym, pos, jax.random.PRNGKey(3))).max()) < 1e-12
   with pytest.raises(ValueError, match="radius > 0"):
-    md.loop_work(lj_forces, pos, jax.random.PRNGKey(0), radius=0.0)
+    diagnostics.loop_work(lj_forces, pos, jax.random.PRNGKey(0), radius=0.0)
 
 
 def test_net_force_and_torque_removal(net_fn):
   pos = _clusters(3)
   f = net_fn(pos)
   assert float(jnp.abs(f.sum(-2)).max()) > 1e-4  # the raw network has a net force
-  no_force = jax.jit(md.without_net_force(net_fn))
-  no_both = jax.jit(md.without_net_force(net_fn, torque=True))
+  no_force = jax.jit(diagnostics.without_net_force(net_fn))
+  no_both = jax.jit(diagnostics.without_net_force(net_fn, torque=True))
   for fn in (no_force, no_both):
     np.testing.assert_allclose(fn(pos).sum(-2), 0.0, atol=1e-14)
     uenn.assert_equivariant(fn, pos, key=jax.random.PRNGKey(5), in_axis=-1, out_axis=-1, reflection=True)
@@ -100,56 +101,56 @@ def test_net_force_and_torque_removal(net_fn):
   np.testing.assert_allclose(jnp.cross(d, no_both(pos)).sum(-2), 0.0, atol=1e-13)
   # Exact LJ forces have neither, so the projections leave them unchanged.
   f_lj = lj_forces(pos)
-  np.testing.assert_allclose(md.without_net_force(lj_forces, torque=True)(pos), f_lj, atol=1e-14)
+  np.testing.assert_allclose(diagnostics.without_net_force(lj_forces, torque=True)(pos), f_lj, atol=1e-14)
   # Unequal masses: the centre of mass is what stays unaccelerated.
   m = jnp.array([1.0, 2.0, 3.0, 4.0], DTYPE)
-  g = md.remove_net_torque(pos, md.remove_net_force(f, m), m)
+  g = diagnostics.remove_net_torque(pos, diagnostics.remove_net_force(f, m), m)
   np.testing.assert_allclose(g.sum(-2), 0.0, atol=1e-14)
   com = (m[:, None] * pos).sum(-2, keepdims=True) / m.sum()
   np.testing.assert_allclose(jnp.cross(pos - com, g).sum(-2), 0.0, atol=1e-13)
 
 
 def test_maxwell_boltzmann_momenta():
-  pos = md.four_body_initial_positions(10, DTYPE)
-  p = md.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos, ARGON_MASS, 10.0)
+  pos = structures.four_body_initial_positions(10, DTYPE)
+  p = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos, ARGON_MASS, 10.0)
   assert p.shape == (10, 4, 3) and p.dtype == DTYPE
   np.testing.assert_allclose(p.sum(-2), 0.0, atol=1e-16)  # centre-of-mass momentum removed
-  np.testing.assert_allclose(md.kinetic_energy(p), 0.5 * (3 * 4 - 3) * KB * 10.0, rtol=1e-13)
-  np.testing.assert_allclose(md.temperature(p), 10.0, rtol=1e-13)
+  np.testing.assert_allclose(quantity.kinetic_energy(p), 0.5 * (3 * 4 - 3) * KB * 10.0, rtol=1e-13)
+  np.testing.assert_allclose(quantity.temperature(p), 10.0, rtol=1e-13)
   assert not np.allclose(p[0], p[1])  # each sample has its own velocities
   # Unequal masses: total momentum still zero.
-  q = md.maxwell_boltzmann_momenta(jax.random.PRNGKey(1), pos[0], jnp.array([1.0, 2.0, 3.0, 4.0]), 5.0)
+  q = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(1), pos[0], jnp.array([1.0, 2.0, 3.0, 4.0]), 5.0)
   np.testing.assert_allclose(q.sum(-2), 0.0, atol=1e-15)
   with pytest.raises(ValueError, match="temperature must be > 0"):
-    md.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos, temperature=0.0)
+    quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos, temperature=0.0)
   with pytest.raises(ValueError, match=r"positions has shape \(4, 2\)"):
-    md.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), jnp.zeros((4, 2)))
+    quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), jnp.zeros((4, 2)))
   with pytest.raises(ValueError, match=r"mass has shape \(3,\)"):
-    md.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos, jnp.ones(3))
+    quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos, jnp.ones(3))
 
 
 def test_analytical_nve_conserves_energy_over_10000_steps():
-  """Velocity Verlet at 1 fs on the Sec. 4.4 cluster, float64: SPEC 8 measured a relative drift of 8e-7."""
-  pos = md.four_body_initial_positions(10, DTYPE)
-  p = md.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos)
-  traj = md.run_nve(lj_forces, pos, p, n_steps=10_000, chunk_steps=5_000, record_every=10, log=None)
+  """Velocity Verlet at 1 fs on the Sec. 4.4 cluster, float64: docs/decisions.md §8 measured a relative drift of 8e-7."""
+  pos = structures.four_body_initial_positions(10, DTYPE)
+  p = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos)
+  traj = simulate.run_nve(lj_forces, pos, p, n_steps=10_000, chunk_steps=5_000, record_every=10, log=None)
   assert traj.positions.shape == (1001, 10, 4, 3)
   assert traj.steps[-1] == 10_000
-  e = md.total_energy(traj.positions, traj.momenta)
-  assert float(md.max_relative_energy_deviation(e).max()) < 1e-5
-  assert float(md.relative_energy_drift(e).max()) < 1e-5
+  e = quantity.total_energy(traj.positions, traj.momenta)
+  assert float(quantity.max_relative_energy_deviation(e).max()) < 1e-5
+  assert float(quantity.relative_energy_drift(e).max()) < 1e-5
   # The energy is exchanged between kinetic and potential: the check above is not trivially satisfied.
-  assert float(jnp.ptp(md.kinetic_energy(traj.momenta), axis=0).min()) > 1e-4
+  assert float(jnp.ptp(quantity.kinetic_energy(traj.momenta), axis=0).min()) > 1e-4
   # Exact zero net force and torque: momentum and angular momentum stay where they started.
-  np.testing.assert_allclose(md.net_momentum(traj.momenta), 0.0, atol=1e-14)
-  l0 = md.angular_momentum(traj.positions[0], traj.momenta[0])
-  np.testing.assert_allclose(md.angular_momentum(traj.positions, traj.momenta) - l0, 0.0, atol=1e-13)
+  np.testing.assert_allclose(quantity.net_momentum(traj.momenta), 0.0, atol=1e-14)
+  l0 = quantity.angular_momentum(traj.positions[0], traj.momenta[0])
+  np.testing.assert_allclose(quantity.angular_momentum(traj.positions, traj.momenta) - l0, 0.0, atol=1e-13)
 
 
 def test_velocity_verlet_is_time_reversible():
-  pos = md.four_body_initial_positions(1, DTYPE)[0]  # a single sample (N, 3) works too
-  p = md.maxwell_boltzmann_momenta(jax.random.PRNGKey(4), pos)
-  run = jax.jit(lambda r, q: md.nve_trajectory(lj_forces, r, q, n_steps=500, record_every=500))
+  pos = structures.four_body_initial_positions(1, DTYPE)[0]  # a single sample (N, 3) works too
+  p = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(4), pos)
+  run = jax.jit(lambda r, q: simulate.nve_trajectory(lj_forces, r, q, n_steps=500, record_every=500))
   fwd = run(pos, p)
   back = run(fwd.positions[-1], -fwd.momenta[-1])
   assert fwd.positions.shape == (2, 4, 3)
@@ -159,38 +160,38 @@ def test_velocity_verlet_is_time_reversible():
 
 
 def test_run_nve_in_chunks_equals_one_scan_and_removal_conserves_momenta(net_fn):
-  pos = md.four_body_initial_positions(3, DTYPE)
-  p = md.maxwell_boltzmann_momenta(jax.random.PRNGKey(2), pos)
-  one = md.nve_trajectory(net_fn, pos, p, n_steps=100)
+  pos = structures.four_body_initial_positions(3, DTYPE)
+  p = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(2), pos)
+  one = simulate.nve_trajectory(net_fn, pos, p, n_steps=100)
   lines = []
-  chunked = md.run_nve(net_fn, pos, p, n_steps=100, chunk_steps=50, log=lines.append, label="net")
+  chunked = simulate.run_nve(net_fn, pos, p, n_steps=100, chunk_steps=50, log=lines.append, label="net")
   np.testing.assert_allclose(chunked.positions, one.positions, rtol=1e-12, atol=1e-12)
   assert len(lines) == 2 and lines[-1].startswith("net: step     100/100")
   # The raw network changes the total momentum; with the net force and torque removed it is conserved.
-  assert float(jnp.abs(md.net_momentum(one.momenta[-1])).max()) > 1e-6
-  proj = md.nve_trajectory(md.without_net_force(net_fn, torque=True), pos, p, n_steps=100)
-  np.testing.assert_allclose(md.net_momentum(proj.momenta), 0.0, atol=1e-14)
-  l0 = md.angular_momentum(proj.positions[0], proj.momenta[0])
-  np.testing.assert_allclose(md.angular_momentum(proj.positions, proj.momenta) - l0, 0.0, atol=1e-13)
+  assert float(jnp.abs(quantity.net_momentum(one.momenta[-1])).max()) > 1e-6
+  proj = simulate.nve_trajectory(diagnostics.without_net_force(net_fn, torque=True), pos, p, n_steps=100)
+  np.testing.assert_allclose(quantity.net_momentum(proj.momenta), 0.0, atol=1e-14)
+  l0 = quantity.angular_momentum(proj.positions[0], proj.momenta[0])
+  np.testing.assert_allclose(quantity.angular_momentum(proj.positions, proj.momenta) - l0, 0.0, atol=1e-13)
 
 
 def test_md_rejects_bad_input():
-  pos = md.four_body_initial_positions(2, DTYPE)
+  pos = structures.four_body_initial_positions(2, DTYPE)
   p = jnp.zeros_like(pos)
   with pytest.raises(ValueError, match="positions contains 1 non-finite"):
-    md.run_nve(lj_forces, pos.at[1, 2, 0].set(jnp.nan), p, n_steps=10, log=None)
+    simulate.run_nve(lj_forces, pos.at[1, 2, 0].set(jnp.nan), p, n_steps=10, log=None)
   with pytest.raises(ValueError, match=r"momenta has shape \(2, 4, 2\)"):
-    md.nve_trajectory(lj_forces, pos, p[..., :2], n_steps=10)
+    simulate.nve_trajectory(lj_forces, pos, p[..., :2], n_steps=10)
   with pytest.raises(ValueError, match=r"momenta has shape \(4, 3\), expected the shape of positions"):
-    md.nve_trajectory(lj_forces, pos, p[0], n_steps=10)
-  with pytest.raises(ValueError, match="dt must be > 0"):
-    md.nve_trajectory(lj_forces, pos, p, dt=0.0, n_steps=10)
+    simulate.nve_trajectory(lj_forces, pos, p[0], n_steps=10)
+  with pytest.raises(ValueError, match="dt must be a positive"):
+    simulate.nve_trajectory(lj_forces, pos, p, dt=0.0, n_steps=10)
   with pytest.raises(ValueError, match="multiple of record_every"):
-    md.nve_trajectory(lj_forces, pos, p, n_steps=10, record_every=3)
+    simulate.nve_trajectory(lj_forces, pos, p, n_steps=10, record_every=3)
   with pytest.raises(ValueError, match=r"positions has shape \(2, 4\)"):
-    md.antisymmetric_fraction(lj_forces, pos[0, :, :2].T)
+    diagnostics.antisymmetric_fraction(lj_forces, pos[0, :, :2].T)
   with pytest.raises(FloatingPointError, match="non-finite by step 4"):
-    md.run_nve(lambda r: jnp.full_like(r, jnp.nan), pos, p, n_steps=8, chunk_steps=4, record_every=4, log=None)
+    simulate.run_nve(lambda r: jnp.full_like(r, jnp.nan), pos, p, n_steps=8, chunk_steps=4, record_every=4, log=None)
 
 
 def test_observables_match_their_formulas():
@@ -198,26 +199,26 @@ def test_observables_match_their_formulas():
   a, b = rng.normal(size=(5, 10, 4, 3)), rng.normal(size=(5, 10, 4, 3))
   # eq. 49: squared distance summed over x, y, z, averaged over samples and atoms.
   expected = np.sqrt(np.array([np.mean(np.sum((a[t] - b[t]) ** 2, -1)) for t in range(5)]))
-  np.testing.assert_allclose(md.position_rmsd(a, b), expected, rtol=1e-12)
+  np.testing.assert_allclose(quantity.position_rmsd(a, b), expected, rtol=1e-12)
   ea, eb = rng.normal(size=(5, 10)), rng.normal(size=(5, 10))
-  np.testing.assert_allclose(md.energy_rmsd(ea, eb), np.sqrt(np.mean((ea - eb) ** 2, -1)), rtol=1e-12)
+  np.testing.assert_allclose(quantity.energy_rmsd(ea, eb), np.sqrt(np.mean((ea - eb) ** 2, -1)), rtol=1e-12)
   p = rng.normal(size=(4, 3))
-  np.testing.assert_allclose(md.kinetic_energy(p, 2.0), np.sum(p ** 2) / 4.0, rtol=1e-12)
-  np.testing.assert_allclose(md.temperature(p, 2.0), 2 * np.sum(p ** 2) / 4.0 / (9 * KB), rtol=1e-12)
-  pos = md.four_body_initial_positions(1, DTYPE)[0]
-  np.testing.assert_allclose(md.total_energy(pos, p, 2.0), np.sum(p ** 2) / 4.0 + lj_energy(pos), rtol=1e-12)
-  np.testing.assert_allclose(md.min_pair_distance(pos), np.sqrt(2.9 ** 2 + 2.5 ** 2 + 0.1 ** 2), rtol=1e-12)
+  np.testing.assert_allclose(quantity.kinetic_energy(p, 2.0), np.sum(p ** 2) / 4.0, rtol=1e-12)
+  np.testing.assert_allclose(quantity.temperature(p, 2.0), 2 * np.sum(p ** 2) / 4.0 / (9 * KB), rtol=1e-12)
+  pos = structures.four_body_initial_positions(1, DTYPE)[0]
+  np.testing.assert_allclose(quantity.total_energy(pos, p, 2.0), np.sum(p ** 2) / 4.0 + lj_energy(pos), rtol=1e-12)
+  np.testing.assert_allclose(quantity.min_pair_distances(pos), np.sqrt(2.9 ** 2 + 2.5 ** 2 + 0.1 ** 2), rtol=1e-12)
 
 
 def test_gradient_through_100_md_steps_matches_finite_difference():
   """End-to-end differentiability: d/d(params) of a trajectory observable, through jax-md's integrator."""
-  pos = md.four_body_initial_positions(2, DTYPE)
-  p = md.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos)
-  target = md.nve_trajectory(lj_forces, pos, p, n_steps=100, record_every=100).positions[-1]
+  pos = structures.four_body_initial_positions(2, DTYPE)
+  p = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos)
+  target = simulate.nve_trajectory(lj_forces, pos, p, n_steps=100, record_every=100).positions[-1]
   params = _network(2, sizes=(6, 8, 4))
 
   def observable(params):
-    traj = md.nve_trajectory(md.four_body_force_fn(params, SCALES), pos, p, n_steps=100, record_every=100)
+    traj = simulate.nve_trajectory(models.four_body_force_fn(params, SCALES), pos, p, n_steps=100, record_every=100)
     return jnp.mean(jnp.sum((traj.positions[-1] - target) ** 2, -1))
 
   value_and_grad = jax.jit(jax.value_and_grad(observable))

@@ -1,37 +1,56 @@
-"""unitary_enn: unitary-equivariant feedforward neural networks (Ma & Chan, Neural Networks 2023) in JAX."""
+"""unitary_enn: unitary-equivariant feedforward neural networks (Ma & Chan, Neural Networks 2023) in JAX.
 
-from unitary_enn.layers import (ACTIVATIONS, augmented_unit_vectors, equivariant_dense, get_activation,
-                                glorot_uniform, identity, init_dense, safe_norm, softsign, unit_vectors,
-                                vector_leaky_relu)
-from unitary_enn.network import (UENN, EquivariantDense, apply_invariant_head, apply_mlp, apply_uenn,
-                                 count_params, init_invariant_head, init_mlp, init_uenn, invariant_features,
-                                 num_invariants, scalar_softsign, vector_norms)
+    import unitary_enn as uenn
+    params = uenn.init_uenn(key, (6, 50, 90, 100, 80, 50, 4))        # the layer y = xW + eb, stacked
+    y = uenn.apply_uenn(params, x)                                    # (..., n, 6) -> (..., n, 4)
+    forces = uenn.load_force_field("workdirs/four_body")              # a trained model as a force field
+
+The core names (layers, networks, FIRE, equivariance tests) load at once; everything that needs jax-md (neighbor
+lists, descriptors, potentials, models, MD) loads on first use, so `import unitary_enn` stays light. Submodules:
+constants, checks, layers, network, fire, neighbors, structures, potentials, descriptors, quantity, diagnostics,
+data, models, training, simulate, thermalize, files, plots, testing.
+"""
+
+from __future__ import annotations
+
+import importlib
+
 from unitary_enn.fire import ScaleByFireState, conjugate_complex_grads, fire, scale_by_fire
-from unitary_enn.potentials import (AMU, ARGON_EPSILON, ARGON_MASS, ARGON_SIGMA, KB, lj_energy, lj_forces,
-                                    lj_forces_reference, lj_pair_energy)
-from unitary_enn.io import load_force_field
+from unitary_enn.layers import (ACTIVATIONS, augmented_unit_vectors, equivariant_dense, get_activation, glorot_uniform,
+                                identity, init_dense, safe_norm, softsign, unit_vectors, vector_leaky_relu)
+from unitary_enn.network import (UENN, EquivariantDense, apply_invariant_head, apply_mlp, apply_uenn, count_params,
+                                 init_invariant_head, init_mlp, init_uenn, invariant_features, num_invariants,
+                                 vector_norms)
 from unitary_enn.testing import assert_equivariant, assert_invariant, random_unitary
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-# Molecular dynamics driven by a trained force model (Sec. 4.4) and conservativeness diagnostics (SPEC 12).
-from unitary_enn import md
-from unitary_enn.md import (Trajectory, antisymmetric_fraction, force_jacobian, four_body_force_fn, loop_work,
-                            maxwell_boltzmann_momenta, model_force_fn, nve_trajectory, remove_net_force,
-                            remove_net_torque, run_nve, without_net_force)
+_SUBMODULES = ("checks", "constants", "data", "descriptors", "diagnostics", "files", "fire", "layers", "md", "models",
+               "neighbors", "network", "plots", "potentials", "quantity", "simulate", "structures", "testing",
+               "thermalize", "training")
 
-# Many-atom descriptors (Sec. 3.5, 4.5), the vector GNN layer (eq. 32) and periodic lj/cut argon on jax-md.
-from unitary_enn import descriptors
-from unitary_enn.descriptors import (apply_linear_force_map, apply_vector_gnn, cosine_cutoff, descriptor_model,
-                                     edge_features, fit_linear_force_map, identity_vector_gnn, init_vector_gnn,
-                                     neighbor_list_model, paper_r_s, polynomial_cutoff, radial_grid,
-                                     scalar_descriptors, scalar_descriptors_neighbor_list, vector_descriptors,
-                                     vector_descriptors_neighbor_list, vector_gnn)
-from unitary_enn.potentials import lj_cut_neighbor_list, lj_cut_pair_energy
+# Names that load their module (and jax-md) on first use.
+_LAZY = {
+    "lj_energy": "potentials", "lj_forces": "potentials",
+    "vector_descriptors": "descriptors", "scalar_descriptors": "descriptors", "descriptor_model": "descriptors",
+    "load_force_field": "models", "load_model": "models", "Model": "models",
+    "nve_trajectory": "simulate", "run_nve": "simulate",
+}
 
-# The argon cross of Sec. 4.5 (Fig. 11-14): FCC lattices, the cross cut, zero-pressure thermalization and
-# free-space NVE on checked jax-md neighbor lists, with analytical lj/cut or network forces; extended XYZ files.
-from unitary_enn.md import (ARGON_FCC_LATTICE_CONSTANT, NeighborListRun, Thermalized, argon_cross, cross_atom_count,
-                            cross_geometry, cross_mask, fcc_lattice, lj_cut_energy_fn, lj_cut_force_fn,
-                            lj_cut_virial_fn, many_body_force_fn, run_nve_neighbor_list, thermalize_fcc)
-from unitary_enn.io import write_extxyz
+__all__ = sorted(["ACTIVATIONS", "augmented_unit_vectors", "glorot_uniform", "num_invariants", "EquivariantDense", "ScaleByFireState", "UENN", "apply_invariant_head", "apply_mlp",
+                  "apply_uenn", "assert_equivariant", "assert_invariant", "conjugate_complex_grads", "count_params",
+                  "equivariant_dense", "fire", "get_activation", "identity", "init_dense", "init_invariant_head",
+                  "init_mlp", "init_uenn", "invariant_features", "random_unitary", "safe_norm", "scale_by_fire",
+                  "softsign", "unit_vectors", "vector_leaky_relu", "vector_norms", *_LAZY])
+
+
+def __getattr__(name: str):
+  if name in _SUBMODULES:
+    return importlib.import_module(f"unitary_enn.{name}")
+  if name in _LAZY:
+    return getattr(importlib.import_module(f"unitary_enn.{_LAZY[name]}"), name)
+  raise AttributeError(f"module 'unitary_enn' has no attribute {name!r}")
+
+
+def __dir__():
+  return sorted(set(globals()) | set(_SUBMODULES) | set(_LAZY))

@@ -8,36 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
+import time
+import warnings
 from typing import Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax_md import space
 
-from unitary_enn import checks
-from unitary_enn.potentials import lj_forces_reference
-
-
-def generate_clusters(n_configs: int, *, n_atoms: int = 4, position_std: float = 3.0, r_min: float = 2.8,
-                      seed: int = 0, batch: int = 65536) -> np.ndarray:
-  """Random free clusters (Sec. 4.1): coordinates ~ Normal(0, position_std) A, redrawn while any pair < r_min.
-
-  Returns:
-    positions `(n_configs, n_atoms, 3)` float64 in A; every pair distance is >= r_min.
-  """
-  if n_configs < 1 or n_atoms < 2:
-    raise ValueError(f"need n_configs >= 1 and n_atoms >= 2, got {n_configs} and {n_atoms}")
-  rng = np.random.default_rng(seed)
-  iu = np.triu_indices(n_atoms, k=1)
-  out, have = np.empty((n_configs, n_atoms, 3)), 0
-  while have < n_configs:
-    cand = rng.normal(0.0, position_std, size=(batch, n_atoms, 3))
-    d = np.linalg.norm(cand[:, None, :, :] - cand[:, :, None, :], axis=-1)[:, iu[0], iu[1]]
-    ok = cand[np.all(d >= r_min, axis=1)]
-    take = min(len(ok), n_configs - have)
-    out[have:have + take] = ok[:take]
-    have += take
-  return out
+from unitary_enn import checks, descriptors, files
+from unitary_enn.constants import FOUR_BODY_POSITION_STD, FOUR_BODY_R_MIN, PAPER_BOX_SIDES, PAPER_R_CUT
+from unitary_enn.neighbors import NeighborManager
+from unitary_enn.potentials import lj_cut_force_fn, lj_forces_reference
+from unitary_enn.structures import generate_clusters, random_box
 
 
 def pair_indices(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +57,6 @@ def permutation_matrices(n_atoms: int) -> tuple[np.ndarray, np.ndarray]:
     (p_in `(n!, P, P)`, p_out `(n!, n, n)`) with inputs' = inputs @ p_in[k], forces' = forces @ p_out[k]
     (P = n (n - 1) / 2 pairs); k = 0 is the identity.
   """
-  import itertools
   i, j = pair_indices(n_atoms)
   column = {(a, b): c for c, (a, b) in enumerate(zip(i.tolist(), j.tolist()))}
   perms = list(itertools.permutations(range(n_atoms)))
@@ -92,8 +78,6 @@ def permutation_augmentation(n_atoms: int):
   permutation-equivariant, so relabelled copies are new training data for free (n! per configuration).
   Works on standardized data too: the input scale is one number for all pair columns.
   """
-  import jax
-  import jax.numpy as jnp
   p_in, p_out = permutation_matrices(n_atoms)
 
   def augment(key, inputs, targets):
@@ -115,7 +99,6 @@ def symmetrize_permutations(predict, n_atoms: int):
   symmetrization used for invariant networks); it stays O(n) / U(n) equivariant, since relabelling acts on
   the vector columns only. Costs n! evaluations (24 for four atoms).
   """
-  import jax.numpy as jnp
   p_in, p_out = permutation_matrices(n_atoms)
 
   def predict_sym(params, inputs):
@@ -131,7 +114,7 @@ def symmetrize_permutations(predict, n_atoms: int):
 
 @dataclasses.dataclass(frozen=True)
 class Scales:
-  """Equivariance-preserving standardization (SPEC 4): divide, never subtract a mean.
+  """Equivariance-preserving standardization (docs/decisions.md §4): divide, never subtract a mean.
 
   `inputs` holds one scale per input vector channel `(M_in,)` (or the same number repeated);
   `targets` one per output channel `(M_out,)`. Units: A for inputs, eV/A for force targets.
@@ -194,12 +177,27 @@ def _cache_path(cache_dir: str, kind: str, params: dict) -> str:
   return os.path.join(cache_dir, f"{kind}_{key}.npz")
 
 
-def four_body_dataset(n_configs: int, *, seed: int = 0, r_min: float = 2.8, position_std: float = 3.0,
+def _read_cache(path: str | None, log=None) -> dict | None:
+  """The arrays of a cache file, or None when there is none; a damaged one is removed (and rebuilt by the
+  caller) with a warning naming it."""
+  if not path or not os.path.exists(path):
+    return None
+  try:
+    return files.load_npz(path)
+  except files.FileFormatError as e:
+    msg = f"{e}; removing it and computing the data again"
+    (log or (lambda m: warnings.warn(m, RuntimeWarning, stacklevel=3)))(msg)
+    os.remove(path)
+    return None
+
+
+def four_body_dataset(n_configs: int, *, seed: int = 0, r_min: float = FOUR_BODY_R_MIN,
+                      position_std: float = FOUR_BODY_POSITION_STD,
                       fractions: Sequence[float] = (0.6, 0.2, 0.2),
                       cache_dir: str | None = None) -> dict[str, Split]:
   """The Sec. 4.1 data set: positions, relative-vector inputs (eq. 42) and LJ force targets (eq. 43).
 
-  Forces come from the full pair sum in float64 (no cutoff for the free cluster, SPEC 6). With `cache_dir`
+  Forces come from the full pair sum in float64 (no cutoff for the free cluster, docs/decisions.md §6). With `cache_dir`
   the arrays are stored once as npz, keyed by the generation parameters, and reused on the next call.
 
   Returns:
@@ -208,17 +206,14 @@ def four_body_dataset(n_configs: int, *, seed: int = 0, r_min: float = 2.8, posi
   gen = dict(n_configs=int(n_configs), seed=int(seed), r_min=float(r_min), position_std=float(position_std),
              n_atoms=4, version=1)
   path = _cache_path(cache_dir, "four_body", gen) if cache_dir else None
-  if path and os.path.exists(path):
-    with np.load(path) as f:
-      positions, forces = f["positions"], f["forces"]
+  cached = _read_cache(path)
+  if cached is not None:
+    positions, forces = cached["positions"], cached["forces"]
   else:
     positions = generate_clusters(n_configs, n_atoms=4, position_std=position_std, r_min=r_min, seed=seed)
     forces = lj_forces_reference(positions)
     if path:
-      os.makedirs(cache_dir, exist_ok=True)
-      tmp = path + ".tmp.npz"
-      np.savez(tmp, positions=positions, forces=forces)
-      os.replace(tmp, path)
+      files.save_npz(path, positions=positions, forces=forces)
   checks.check_finite("positions", positions)
   inputs = relative_vectors(positions)
   targets = forces.swapaxes(-1, -2)
@@ -227,97 +222,14 @@ def four_body_dataset(n_configs: int, *, seed: int = 0, r_min: float = 2.8, posi
           for name, s in zip(names, split_fractions(len(positions), fractions))}
 
 
-# --- Sec. 4.5: random argon in periodic boxes, vector descriptors, lj/cut forces (SPEC 9) ------------------
-
-PAPER_BOX_SIDES = tuple(45.0 + 5.0 * k for k in range(10))  # A: 45, 50, ..., 90
-
-
-def random_box(side: float, *, max_atoms: int = 4000, r_min: float = 2.8, max_trials: int = 50,
-               seed=0) -> np.ndarray:
-  """Random sequential insertion of atoms into a cubic periodic box (Sec. 4.5, SPEC 9).
-
-  `max_atoms` insertions are attempted one after the other; each draws up to `max_trials` uniform
-  positions and keeps the first whose minimum-image distance to every atom already placed is >= r_min.
-  An insertion that fails `max_trials` times is given up and the next one starts, so dense small boxes
-  end with fewer atoms (with the defaults a set of the 10 paper boxes holds ~37,200 atoms; the paper's
-  two test sets held 74,506). A grid of cells of side <= r_min / sqrt(3) holds at most one atom each,
-  so a trial only looks at the few cells within r_min, and the trials of one insertion are tested
-  together (the first accepted one wins, which is the same distribution as trying them in turn).
-
-  Args:
-    side: box side in A (positions lie in [0, side)).
-    max_atoms: number of insertions attempted.
-    r_min: minimum distance between atoms (minimum image) in A.
-    max_trials: trials per insertion before giving up on it.
-    seed: anything `np.random.default_rng` accepts.
-
-  Returns:
-    positions `(n, 3)` float64 in A, n <= max_atoms.
-  """
-  side, r_min = float(side), float(r_min)
-  if not (side > 0 and np.isfinite(side)):
-    raise ValueError(f"side must be a positive box length in A, got {side}")
-  if not 0 < r_min <= side / 2:
-    raise ValueError(f"r_min must lie in (0, side / 2] = (0, {side / 2}] A, got {r_min}")
-  if max_atoms < 0 or max_trials < 1:
-    raise ValueError(f"need max_atoms >= 0 and max_trials >= 1, got {max_atoms} and {max_trials}")
-  rng = np.random.default_rng(seed)
-  n_cells = int(np.floor(side / (r_min / np.sqrt(3.0)))) + 1  # cell diagonal < r_min: one atom per cell
-  cell = side / n_cells
-  reach = int(np.ceil(r_min / cell))
-  rng_offsets = range(-reach, reach + 1)
-  # Cells whose nearest point to the home cell is closer than r_min.
-  offsets = np.array([(a, b, c) for a in rng_offsets for b in rng_offsets for c in rng_offsets
-                      if (max(abs(a) - 1, 0) ** 2 + max(abs(b) - 1, 0) ** 2 + max(abs(c) - 1, 0) ** 2)
-                      * cell * cell < r_min * r_min])
-  mult = np.array([n_cells * n_cells, n_cells, 1])
-  grid = np.full(n_cells ** 3, -1, np.int64)
-  pos = np.zeros((max_atoms + 1, 3))
-  r2_min = r_min * r_min
-  n = 0
-
-  def attempt(m):
-    cand = rng.uniform(0.0, side, size=(m, 3))
-    home = np.minimum((cand / cell).astype(np.int64), n_cells - 1)
-    idx = grid[((home[:, None, :] + offsets[None]) % n_cells) @ mult]  # (m, n_offsets); -1 = empty
-    d = pos[idx] - cand[:, None, :]
-    d -= side * np.round(d / side)
-    ok = np.all((np.einsum("ijk,ijk->ij", d, d) >= r2_min) | (idx < 0), axis=1)
-    if not ok.any():
-      return None
-    k = int(np.argmax(ok))
-    return cand[k], int(home[k] @ mult)
-
-  first = min(4, max_trials)  # most insertions succeed at once: test a few trials before all the rest
-  for _ in range(max_atoms):
-    hit = attempt(first) or (attempt(max_trials - first) if max_trials > first else None)
-    if hit is None:
-      continue
-    pos[n], grid[hit[1]] = hit[0], n
-    n += 1
-  return pos[:n].copy()
-
-
-def min_pair_distance(positions, box: float | None = None, chunk: int = 512) -> float:
-  """Smallest distance between two atoms of `(N, 3)` positions in A (minimum image when `box` is given)."""
-  p = np.asarray(positions, np.float64)
-  best = np.inf
-  for s in range(0, len(p), chunk):
-    d = p[None, :, :] - p[s:s + chunk, None, :]
-    if box is not None:
-      d -= box * np.round(d / box)
-    r2 = np.einsum("ijk,ijk->ij", d, d)
-    r2[np.arange(len(r2)), s + np.arange(len(r2))] = np.inf
-    best = min(best, float(r2.min()) if r2.size else np.inf)
-  return float(np.sqrt(best))
-
+# --- Sec. 4.5: random argon in periodic boxes, vector descriptors, lj/cut forces (docs/decisions.md §9) ------------------
 
 @dataclasses.dataclass
 class BoxSet:
   """Periodic boxes with per-atom descriptors and forces, atoms of all boxes concatenated.
 
   positions `(A, 3)` A (box b holds rows offsets[b]:offsets[b + 1], inside [0, side_b)); box_sides `(B,)` A;
-  counts `(B,)` atoms per box; forces `(A, 3)` eV/A (lj/cut, SPEC 9); descriptors: basis name ->
+  counts `(B,)` atoms per box; forces `(A, 3)` eV/A (lj/cut, docs/decisions.md §9); descriptors: basis name ->
   `(A, 3, K)` vector descriptors (eq. 51, layer layout).
   """
   positions: np.ndarray
@@ -346,12 +258,11 @@ class BoxSet:
                   {k: np.concatenate([s.descriptors[k] for s in sets]) for k in sets[0].descriptors})
 
 
-def box_features(boxes: Sequence[tuple[float, np.ndarray]], bases: dict, *, r_cut: float = 10.0,
-                 cutoff: str = "cosine", format=None) -> tuple[dict, np.ndarray]:
+def box_features(boxes: Sequence[tuple[float, np.ndarray]], bases: dict, *, r_cut: float = PAPER_R_CUT,
+                 cutoff: str = "cosine", format="dense") -> tuple[dict, np.ndarray]:
   """Vector descriptors for several bases and lj/cut forces of periodic boxes, through jax-md, in float64.
 
-  One neighbor list per box serves all bases and the forces; it is allocated for that box, and an overflow
-  (which allocation should not produce) raises instead of returning wrong numbers.
+  One checked neighbor list per box (`neighbors.NeighborManager`) serves all bases and the forces.
 
   Args:
     boxes: (side, positions `(n, 3)` in [0, side)) pairs, A.
@@ -361,39 +272,30 @@ def box_features(boxes: Sequence[tuple[float, np.ndarray]], bases: dict, *, r_cu
   Returns:
     (descriptors: name -> `(A, 3, K)` float64, forces `(A, 3)` float64 eV/A), atoms of all boxes in order.
   """
-  import jax
-  from jax_md import partition, space
-
-  from unitary_enn import descriptors as desc
-  from unitary_enn.potentials import lj_cut_neighbor_list
-
-  format = partition.Dense if format is None else format
   out_d: dict[str, list] = {k: [] for k in bases}
   out_f = []
   with jax.enable_x64(True):
     builders = {}
     for side, pos in boxes:
-      side = desc.check_box(side, r_cut)
+      side = checks.check_box(side, r_cut)
       pos = np.asarray(pos, np.float64)
-      desc.check_positions(pos, side, inside_box=True)
-      if side not in builders:  # reuse jax-md's functions (and their compiled code) across boxes of a side
-        displacement_fn, _ = space.periodic(side)
-        fns = {k: desc.vector_descriptors_neighbor_list(displacement_fn, side, r_cut=r_cut, cutoff=cutoff,
-                                                        format=format, **b)[1] for k, b in bases.items()}
-        neighbor_fn, _, force_fn = lj_cut_neighbor_list(displacement_fn, side, r_cut=r_cut, format=format)
-        compute = jax.jit(lambda p, nbrs, fns=fns, force_fn=force_fn: (
-            {k: f(p, nbrs) for k, f in fns.items()}, force_fn(p, nbrs)))
-        builders[side] = (neighbor_fn, compute)
-      neighbor_fn, compute = builders[side]
+      checks.check_positions(pos, side, inside_box=True, min_atoms=0)
       if len(pos) < 2:
         for k, b in bases.items():
           out_d[k].append(np.zeros((len(pos), 3, len(b["r_s"]))))
         out_f.append(np.zeros((len(pos), 3)))
         continue
-      nbrs = neighbor_fn.allocate(pos)
-      if bool(nbrs.did_buffer_overflow):
-        raise RuntimeError(f"jax-md neighbor list overflowed on allocation (box {side} A, {len(pos)} atoms)")
-      d, f = compute(pos, nbrs)
+      if side not in builders:  # reuse jax-md's functions (and their compiled code) across boxes of a side
+        displacement_fn, _ = space.periodic(side)
+        fns = {k: descriptors.vector_descriptors_neighbor_list(displacement_fn, side, r_cut=r_cut, cutoff=cutoff,
+                                                               **b)[1] for k, b in bases.items()}
+        force_fn = lj_cut_force_fn(displacement_fn, r_cut=r_cut)
+        compute = jax.jit(lambda p, nbrs, fns=fns, force_fn=force_fn: (
+            {k: f(p, nbrs) for k, f in fns.items()}, force_fn(p, nbrs)))
+        builders[side] = (NeighborManager(displacement_fn, side, r_cut, format=format,
+                                          label=f"box of side {side} A"), compute)
+      manager, compute = builders[side]
+      d, f = compute(pos, manager.allocate(pos))
       for k in bases:
         out_d[k].append(np.asarray(d[k]))
       out_f.append(np.asarray(f))
@@ -406,9 +308,9 @@ def _basis_key(b: dict) -> dict:
 
 
 def random_box_set(*, seed: int, sides: Sequence[float] = PAPER_BOX_SIDES, max_atoms: int = 4000,
-                   r_min: float = 2.8, max_trials: int = 50, bases: dict, r_cut: float = 10.0,
+                   r_min: float = FOUR_BODY_R_MIN, max_trials: int = 50, bases: dict, r_cut: float = PAPER_R_CUT,
                    cutoff: str = "cosine", cache_dir: str | None = None, log=None) -> BoxSet:
-  """One set of random periodic boxes (SPEC 9) with descriptors for `bases` and lj/cut forces; cached.
+  """One set of random periodic boxes (docs/decisions.md §9) with descriptors for `bases` and lj/cut forces; cached.
 
   Box b of the set is drawn with seed (seed, b). With `cache_dir`, positions and forces are stored once per
   generation parameters and descriptors once per (generation parameters, basis), as npz files; descriptors
@@ -427,12 +329,11 @@ def random_box_set(*, seed: int, sides: Sequence[float] = PAPER_BOX_SIDES, max_a
   """
   gen = dict(seed=int(seed), sides=[float(s) for s in sides], max_atoms=int(max_atoms), r_min=float(r_min),
              max_trials=int(max_trials), r_cut=float(r_cut), potential="lj/cut argon", version=1)
-  import time
   base_path = _cache_path(cache_dir, "many_body_set", gen) if cache_dir else None
   t0 = time.time()
-  if base_path and os.path.exists(base_path):
-    with np.load(base_path) as f:
-      positions, box_sides, counts, forces = f["positions"], f["box_sides"], f["counts"], f["forces"]
+  cached = _read_cache(base_path, log)
+  if cached is not None:
+    positions, box_sides, counts, forces = (cached[k] for k in ("positions", "box_sides", "counts", "forces"))
     made = False
   else:
     boxes = [random_box(s, max_atoms=max_atoms, r_min=r_min, max_trials=max_trials, seed=(int(seed), b))
@@ -445,35 +346,28 @@ def random_box_set(*, seed: int, sides: Sequence[float] = PAPER_BOX_SIDES, max_a
   offsets = np.concatenate([[0], np.cumsum(counts)])
   boxes = [(float(s), positions[offsets[b]:offsets[b + 1]]) for b, s in enumerate(box_sides)]
 
-  descriptors, missing = {}, {}
+  desc, missing = {}, {}
   for name, b in bases.items():
     path = (_cache_path(cache_dir, "many_body_desc", dict(gen, cutoff=cutoff, **_basis_key(b)))
             if cache_dir else None)
-    if path and os.path.exists(path):
-      with np.load(path) as f:
-        descriptors[name] = f["descriptors"]
+    cached = _read_cache(path, log)
+    if cached is not None:
+      desc[name] = cached["descriptors"]
     else:
       missing[name] = (b, path)
   if missing or forces is None:
     d, f_new = box_features(boxes, {k: v[0] for k, v in missing.items()}, r_cut=r_cut, cutoff=cutoff)
     forces = f_new if forces is None else forces
     for name, (b, path) in missing.items():
-      descriptors[name] = d[name].astype(np.float32)
+      desc[name] = d[name].astype(np.float32)
       if path:
-        _save_npz(path, descriptors=descriptors[name])
+        files.save_npz(path, descriptors=desc[name])
   if made and base_path:
-    _save_npz(base_path, positions=positions, box_sides=box_sides, counts=counts, forces=forces)
+    files.save_npz(base_path, positions=positions, box_sides=box_sides, counts=counts, forces=forces)
   if log:
     log(f"box set seed {seed}: {len(positions):,} atoms in {len(counts)} boxes {counts.tolist()}, "
         f"{'made' if made or missing else 'loaded'} in {time.time() - t0:.1f} s")
-  return BoxSet(positions, box_sides, counts, forces, {k: descriptors[k] for k in bases})
-
-
-def _save_npz(path: str, **arrays) -> None:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f"{path}.tmp.{os.getpid()}.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)
+  return BoxSet(positions, box_sides, counts, forces, {k: desc[k] for k in bases})
 
 
 def many_body_dataset(*, seed: int = 0, n_sets: Sequence[int] = (6, 2, 2), **set_kwargs) -> dict[str, BoxSet]:

@@ -1,6 +1,6 @@
 """Atom-centred descriptors (paper Sec. 3.5, 4.5) and the learnable vector GNN layer (eq. 32), on jax-md.
 
-Three levels (DESIGN habit 2):
+Three levels, as jax-md's `energy.py` has them:
 
   kernels on distances   `cosine_cutoff` (eq. 52), `polynomial_cutoff` (C2), `edge_features` (eq. 33)
   dense, all pairs       `scalar_descriptors` (eq. 34) and `vector_descriptors` (eq. 35 / 51), with
@@ -8,9 +8,8 @@ Three levels (DESIGN habit 2):
   neighbor lists         `scalar_descriptors_neighbor_list` / `vector_descriptors_neighbor_list(displacement_fn,
                          box, ...) -> (neighbor_fn, descriptor_fn)`, jax-md `Dense`, `Sparse`, `OrderedSparse`
 
-and a driver that follows DESIGN habit 3 for repeated calls on configurations of any size:
-`neighbor_list_model` / `descriptor_model` allocate a jax-md neighbor list outside jit, update it inside jit,
-check `did_buffer_overflow` after every call and reallocate and recompute when it overflowed.
+and `descriptor_model`, which runs them (and a network on them) on any configuration through the checked
+neighbor-list driver `neighbors.neighbor_list_model`.
 
 Conventions. r_ij = r_j - r_i, r_ij = |r_ij|; a sum over j runs over the neighbours j != i with r_ij < r_c.
 Descriptors use the layer layout: vector descriptors `(N, 3, C)`, scalar ones `(N, C)`, with
@@ -27,23 +26,20 @@ r_cut = 10 A, cosine cutoff.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax_md import partition, space
+from jax_md import partition
 
 from unitary_enn import checks
 from unitary_enn.layers import get_activation, glorot_uniform
-from unitary_enn.potentials import minimum_image
+from unitary_enn.constants import PAPER_ETA, PAPER_N_DESCRIPTORS, PAPER_R_CUT, PAPER_R_S_START, PAPER_R_S_STEP
+from unitary_enn.neighbors import minimum_image, neighbor_format, neighbor_list_model, pair_displacements
 
 Array = jax.Array
 CutoffFn = Callable[[Array, float], Array]
-
-PAPER_ETA = 100.0  # A^-2, eta = 0.1^-2 (Sec. 4.5)
-PAPER_R_CUT = 10.0  # A
 
 
 # --- Kernels on distances -----------------------------------------------------------------------------
@@ -89,7 +85,7 @@ def radial_grid(start: float, n: int, step: float = 0.1) -> np.ndarray:
 
 def paper_r_s() -> np.ndarray:
   """The paper's 73 centres r_s = 2.8 + 0.1 a A, a = 0..72 (Sec. 4.5), ending at r_c = 10 A."""
-  return radial_grid(2.8, 73, 0.1)
+  return radial_grid(PAPER_R_S_START, PAPER_N_DESCRIPTORS, PAPER_R_S_STEP)
 
 
 def gaussian_basis(r: Array, r_s: Array, eta: Array | float) -> Array:
@@ -144,42 +140,6 @@ def _check_basis(r_s, eta, r_cut):
   if not (isinstance(r_cut, (int, float, np.floating, np.integer)) and r_cut > 0):
     raise ValueError(f"r_cut must be a positive number of A, got {r_cut!r}")
   return r_s, eta_arr, float(r_cut)
-
-
-def check_box(box, r_cut: float) -> float | None:
-  """Validate a cubic periodic box side (A) against the cutoff; returns it as a float (or None).
-
-  The minimum-image convention sees every neighbour once only when box >= 2 r_cut.
-  """
-  if box is None:
-    return None
-  if np.ndim(box) != 0:
-    raise ValueError(f"box must be the side of a cubic box in A (a scalar) or None, got shape {np.shape(box)}")
-  if not checks.is_concrete(box):
-    raise ValueError("box must be a concrete number (it fixes array shapes of the neighbor list), not a tracer")
-  box = float(box)
-  if not math.isfinite(box) or box <= 0:
-    raise ValueError(f"box must be a positive, finite side length in A, got {box}")
-  if box < 2.0 * r_cut:
-    raise ValueError(f"box side {box} A is smaller than 2 * r_cut = {2.0 * r_cut} A: with the minimum-image "
-                     "convention a neighbour could be seen through two images; use a larger box")
-  return box
-
-
-def check_positions(positions, box: float | None = None, *, inside_box: bool = False) -> None:
-  """Positions `(N, 3)` A: shape, finiteness, and (for neighbor lists in a periodic box) 0 <= x <= box."""
-  checks.check_shape("positions", positions, (None, 3))
-  if positions.shape[0] < 1:
-    raise ValueError("positions holds no atoms")
-  checks.check_finite("positions", positions)
-  if box is not None and inside_box and checks.is_concrete(positions):
-    p = np.asarray(positions)
-    bad = np.argwhere((p < 0) | (p > box))
-    if len(bad):
-      i = int(bad[0][0])
-      raise ValueError(
-          f"positions has {len(np.unique(bad[:, 0]))} atom(s) outside the periodic box [0, {box}] A, first atom "
-          f"{i} at {p[i].tolist()}; wrap them into the box first (e.g. positions % box)")
 
 
 def _node_features(n_atoms: int, species, n_species, node_features, dtype) -> tuple[Array, int]:
@@ -246,8 +206,8 @@ def _dense_sums(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vector, b
 def _dense(positions, box, r_s, eta, r_cut, cutoff, species, n_species, node_features, vector, block):
   r_s, eta, r_cut = _check_basis(r_s, eta, r_cut)
   positions = jnp.asarray(positions)
-  check_positions(positions)
-  box = check_box(box, r_cut)
+  checks.check_positions(positions)
+  box = checks.check_box(box, r_cut)
   dtype = _float_dtype(positions)
   positions = positions.astype(dtype)
   v, s = _node_features(positions.shape[0], species, n_species, node_features, dtype)
@@ -296,34 +256,6 @@ def scalar_descriptors(positions: Array, box: float | None = None, *, r_s: Seque
 # --- Neighbor-list versions ----------------------------------------------------------------------------
 
 
-def _displacement(displacement_fn):
-  """r_ij = r_j - r_i for broadcast-free `(P, 3)` arrays: jax-md displacement(Ra, Rb) = Ra - Rb."""
-  return jax.vmap(displacement_fn)
-
-
-def neighbor_pairs(positions: Array, neighbor: partition.NeighborList, displacement_fn) -> tuple:
-  """All pairs of a jax-md neighbor list as flat arrays (used for pair energies and forces).
-
-  Returns:
-    (i, j, dr, valid, both): centre indices `(P,)`, neighbour indices `(P,)`, r_ij = r_j - r_i `(P, 3)` in A,
-    a mask `(P,)` (False for padding), and `both` = True when each unordered pair is listed once
-    (`OrderedSparse`), so that a pair term must also be given to j; False when both (i, j) and (j, i) appear.
-  """
-  n = positions.shape[0]
-  idx = neighbor.idx
-  if partition.is_sparse(neighbor.format):
-    i, j = idx[0], idx[1]
-    both = neighbor.format is partition.OrderedSparse
-  else:
-    i = jnp.broadcast_to(jnp.arange(n)[:, None], idx.shape).reshape(-1)
-    j = idx.reshape(-1)
-    both = False
-  valid = (i < n) & (j < n) & (i != j)
-  ic, jc = jnp.minimum(i, n - 1), jnp.minimum(j, n - 1)
-  dr = _displacement(displacement_fn)(positions[jc], positions[ic])
-  return ic, jc, dr, valid, both
-
-
 def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacement_fn, r_cut, cutoff, vector,
                         block):
   """Sums over neighbours of eq. 33-35 terms for any jax-md format; `(N, [3,] S, K)` flattened to channels.
@@ -369,7 +301,7 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
     i, j = ij
     valid = (i < n) & (j < n) & (i != j)
     ic, jc = jnp.minimum(i, n - 1), jnp.minimum(j, n - 1)
-    dr = _displacement(displacement_fn)(positions[jc], positions[ic]).astype(dtype)
+    dr = pair_displacements(displacement_fn)(positions[jc], positions[ic]).astype(dtype)
     g, r_hat = _pair_terms(dr, valid, r_s, eta, r_cut, cutoff)
     to_i = g[:, None, :] * node_feat[jc][:, :, None]  # (b, S, K): block of j's species
     to_i = (r_hat[:, :, None, None] * to_i[:, None] if vector else to_i).reshape((block,) + out_shape[1:])
@@ -384,14 +316,12 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   return acc
 
 
-def _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
-                               dr_threshold, capacity_multiplier, block, vector, neighbor_kwargs):
-  r_s, eta, r_cut = _check_basis(r_s, eta, r_cut)
-  cutoff_fn = get_cutoff(cutoff)
-  neighbor_fn = partition.neighbor_list(displacement_fn, box, r_cut, dr_threshold=dr_threshold,
-                                        capacity_multiplier=capacity_multiplier, format=format,
-                                        **neighbor_kwargs)
+def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, species=None, n_species=None):
+  """`descriptor_fn(positions, neighbor, *, species, node_features, dtype)`: the sums of eq. 34 / 51 on a list.
 
+  `dtype` (default: the positions') is that of the Gaussian sums; displacements are always taken in the
+  positions' precision.
+  """
   def descriptor_fn(positions: Array, neighbor: partition.NeighborList, *, species=species,
                     node_features=None, dtype=None) -> Array:
     positions = jnp.asarray(positions, _float_dtype(positions))
@@ -400,8 +330,17 @@ def _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, sp
     return _neighbor_list_sums(positions, neighbor, v, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype),
                                displacement_fn=displacement_fn, r_cut=r_cut, cutoff=cutoff_fn, vector=vector,
                                block=block)
+  return descriptor_fn
 
-  return neighbor_fn, descriptor_fn
+
+def _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
+                               dr_threshold, capacity_multiplier, block, vector, neighbor_kwargs):
+  r_s, eta, r_cut = _check_basis(r_s, eta, r_cut)
+  neighbor_fn = partition.neighbor_list(displacement_fn, box, r_cut, dr_threshold=dr_threshold,
+                                        capacity_multiplier=capacity_multiplier, format=neighbor_format(format),
+                                        **neighbor_kwargs)
+  return neighbor_fn, _descriptor_fn(displacement_fn, r_s, eta, r_cut, get_cutoff(cutoff), vector, block, species,
+                                     n_species)
 
 
 def vector_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[float], eta: float, r_cut: float,
@@ -424,7 +363,8 @@ def vector_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[floa
     inside; `descriptor_fn(positions, neighbor, *, species=..., node_features=None, dtype=None)
     -> (N, 3, S * K)`. `dtype` (default: the positions') is that of the Gaussian sums: displacements are
     always taken in the positions' precision, so float64 MD can feed a float32 network float32 sums at
-    float32 cost (`md.many_body_force_fn` does). The caller must check `neighbor.did_buffer_overflow` (or use `descriptor_model`, which does).
+    float32 cost (`models.many_body_force_fn` does). The caller checks the list (`neighbors.NeighborManager`),
+    or uses `descriptor_model`, which does.
   """
   return _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
                                     dr_threshold, capacity_multiplier, block, True, neighbor_kwargs)
@@ -438,104 +378,6 @@ def scalar_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[floa
   """Scalar descriptors (eq. 34) on a jax-md neighbor list; as `vector_descriptors_neighbor_list`, `(N, S*K)`."""
   return _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
                                     dr_threshold, capacity_multiplier, block, False, neighbor_kwargs)
-
-
-# --- A checked driver for repeated calls (DESIGN habit 3) ---------------------------------------------
-
-
-def space_for(positions, box: float | None, r_cut: float):
-  """The jax-md space and cell-list box for `positions` (A) in a cubic periodic `box` or free space.
-
-  Free space has no box, but jax-md's cell list needs one: positions are moved to start at r_cut (see
-  `free_space_origin`) and the cell-list box is 1.3 times their extent plus 2 r_cut, so that the list can be
-  reused while the cloud moves or turns a little. Any box that contains the moved positions gives the same
-  neighbours, because distances use the free metric.
-
-  Returns:
-    (displacement_fn, cell_box): the jax-md displacement and the box side for `partition.neighbor_list`.
-  """
-  if box is not None:
-    displacement_fn, _ = space.periodic(box)
-    return displacement_fn, box
-  p = np.asarray(positions, np.float64)
-  extent = float(np.max(p.max(axis=0) - p.min(axis=0)))
-  displacement_fn, _ = space.free()
-  return displacement_fn, max(1.3 * (extent + 2.0 * r_cut), 3.0 * r_cut)
-
-
-def free_space_origin(positions, r_cut: float) -> np.ndarray:
-  """The offset `(3,)` subtracted from free-space positions so that they start at r_cut in every axis."""
-  return np.asarray(positions, np.float64).min(axis=0) - r_cut
-
-
-def neighbor_list_model(build: Callable, *, r_cut: float, format=partition.Dense,
-                        capacity_multiplier: float = 1.25, max_reallocations: int = 4) -> Callable:
-  """Wrap a neighbor-list computation so that it is safe to call on any configuration (DESIGN habit 3).
-
-  Args:
-    build: `build(displacement_fn) -> fn(positions, neighbor, **kwargs)`, the jax-md-style computation.
-    r_cut: neighbour cutoff in A.
-    format: jax-md neighbor list format.
-    capacity_multiplier: spare capacity of a newly allocated list.
-    max_reallocations: how often one call may reallocate before giving up with an error.
-
-  Returns:
-    `model(positions, box=None, **kwargs)`: positions `(N, 3)` in A; box = cubic periodic side in A or None.
-    In free space the positions are translated before `fn` sees them, so `fn` must depend on them only
-    through displacements (true of descriptors and pair potentials).
-    The neighbor list for a given (N, box, dtype) is allocated once outside jit and updated inside jit on
-    later calls; whenever `did_buffer_overflow` is set the list is reallocated and the call redone, so a
-    result never comes from an overflowed list. `model.stats` counts allocations and calls.
-  """
-  r_cut = float(r_cut)
-  cache: dict[tuple, dict[str, Any]] = {}
-  stats = {"calls": 0, "allocations": 0, "reallocations": 0}
-
-  def model(positions, box=None, **kwargs):
-    positions = jnp.asarray(positions)
-    box = check_box(box, r_cut)
-    check_positions(positions, box, inside_box=True)
-    dtype = _float_dtype(positions)
-    positions = positions.astype(dtype)
-    n = positions.shape[0]
-    stats["calls"] += 1
-    key = (n, box, str(dtype))
-    # Free space: the results depend on displacements only, so the cloud is moved to start at r_cut.
-    origin = free_space_origin(positions, r_cut) if box is None else np.zeros(3)
-    p = positions - jnp.asarray(origin, dtype)
-    entry = cache.get(key)
-    if entry is not None and box is None:
-      if float(np.max(np.asarray(p, np.float64))) >= entry["cell_box"] - r_cut:
-        entry = None  # the free-space cloud outgrew the cell-list box: start afresh
-    if entry is None:
-      displacement_fn, cell_box = space_for(positions, box, r_cut)
-      neighbor_fn = partition.neighbor_list(displacement_fn, cell_box, r_cut, dr_threshold=0.0,
-                                            capacity_multiplier=capacity_multiplier, format=format)
-      fn = build(displacement_fn)
-
-      @jax.jit
-      def step(p, neighbor, kw):
-        neighbor = neighbor_fn.update(p, neighbor)
-        return fn(p, neighbor, **kw), neighbor
-
-      entry = dict(neighbor_fn=neighbor_fn, step=step, cell_box=cell_box, neighbor=neighbor_fn.allocate(p))
-      stats["allocations"] += 1
-      cache.clear()  # keep one list: a new (N, box) usually means the old one is done with
-      cache[key] = entry
-    for attempt in range(max_reallocations + 1):
-      out, neighbor = entry["step"](p, entry["neighbor"], kwargs)
-      if not bool(neighbor.did_buffer_overflow):
-        entry["neighbor"] = neighbor
-        return out
-      if attempt == max_reallocations:
-        break
-      entry["neighbor"] = entry["neighbor_fn"].allocate(p, extra_capacity=attempt * 8)
-      stats["reallocations"] += 1
-    raise RuntimeError(f"the neighbor list still overflows after {max_reallocations} reallocations "
-                       f"(N = {n}, box = {box}); check the positions for a collapse of atoms")
-
-  model.stats = stats
-  return model
 
 
 def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Sequence[float], eta: float,
@@ -563,14 +405,11 @@ def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Seq
   apply_fn = apply_fn or (lambda d: d)
 
   def build(displacement_fn):
+    descriptor_fn = _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, kind == "vector", block,
+                                   n_species=n_species)
+
     def fn(positions, neighbor, species=None):
-      sum_dtype = jnp.dtype(dtype) if dtype is not None else positions.dtype
-      v, _ = _node_features(positions.shape[0], species, n_species if species is not None else None, None,
-                            sum_dtype)
-      d = _neighbor_list_sums(positions, neighbor, v, jnp.asarray(r_s, sum_dtype), jnp.asarray(eta, sum_dtype),
-                              displacement_fn=displacement_fn, r_cut=r_cut, cutoff=cutoff_fn,
-                              vector=kind == "vector", block=block)
-      return apply_fn(d)
+      return apply_fn(descriptor_fn(positions, neighbor, species=species, dtype=dtype))
     return fn
 
   inner = neighbor_list_model(build, r_cut=r_cut, format=format, capacity_multiplier=capacity_multiplier)
@@ -648,11 +487,11 @@ def vector_gnn(params: dict, positions: Array, box: float | None = None, *, r_s:
   return apply_vector_gnn(params, sums, activation=activation)
 
 
-# --- The closed-form linear reference (SPEC 9) --------------------------------------------------------
+# --- The closed-form linear reference (docs/decisions.md §9) --------------------------------------------------------
 
 
 def fit_linear_force_map(descriptors, forces, *, rcond: float | None = None) -> np.ndarray:
-  """Least-squares c minimizing sum_i |F_i - sum_a c_a D_i^a|^2 over atoms i: the linear reference (SPEC 9).
+  """Least-squares c minimizing sum_i |F_i - sum_a c_a D_i^a|^2 over atoms i: the linear reference (docs/decisions.md §9).
 
   For a pair potential F_i = sum_j U'(r_ij) r_ij / r_ij exactly, so a linear map of the vector descriptors
   reproduces the force up to how well sum_a c_a exp(-eta (r - r_s^a)^2) f_c(r) fits U'(r) on the distances

@@ -9,7 +9,7 @@
 The parameter pytree is treated as one flat vector: power P = F . v and the norms |v|, |F| are global over all
 leaves. Complex leaves count as pairs of reals: P = Re(sum conj(F) v), |v|^2 = sum |v|^2.
 
-Complex gradients (SPEC 4): for a real loss of complex parameters `jax.grad` returns the *conjugate* of the
+Complex gradients (docs/decisions.md §4): for a real loss of complex parameters `jax.grad` returns the *conjugate* of the
 steepest-ascent direction. `fire()` (and the optimizers that `training.make_optimizer` builds) conjugate it
 first with `conjugate_complex_grads()`, so they all take `jax.grad`'s output as it is. `scale_by_fire` on its
 own expects the true (steepest-ascent) gradient.
@@ -58,7 +58,7 @@ def _mix(v, f, alpha):
 
 def conjugate_complex_grads() -> optax.GradientTransformation:
   """Conjugate complex gradient leaves (real leaves pass through), turning `jax.grad` output into the
-  steepest-ascent direction for complex parameters (SPEC 4). Put it first in an optax chain."""
+  steepest-ascent direction for complex parameters (docs/decisions.md §4). Put it first in an optax chain."""
 
   def update_fn(updates, state, params=None):
     del params

@@ -6,7 +6,7 @@ Sec. 3.3), and batch axes lead. A unitary U in U(n) (orthogonal in O(n) for real
 rows of that axis: U' = diag(U, I_m).
 
 Everything here is pure and jit/vmap/grad-able, for real and complex dtypes. Every norm is "safe": its value
-and gradient are finite at 0 (SPEC 1, the double-`where` pattern of jax-md's `util.safe_mask`).
+and gradient are finite at 0 (docs/decisions.md §1, the double-`where` pattern of jax-md's `util.safe_mask`).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def glorot_uniform(key: Array, shape: tuple[int, int], dtype=jnp.float32) -> Arr
   """Normalized Xavier init (Glorot & Bengio 2010): U(-l, l), l = sqrt(6 / (fan_in + fan_out)).
 
   For a complex dtype the real and imaginary parts are drawn independently with half the variance each
-  (SPEC 1 decision), so E|w|^2 matches the real case.
+  (docs/decisions.md §1 decision), so E|w|^2 matches the real case.
   """
   fan_in, fan_out = shape
   limit = jnp.sqrt(6.0 / (fan_in + fan_out))

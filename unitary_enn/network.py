@@ -130,7 +130,7 @@ def count_params(params: Params) -> int:
   return int(sum(np.size(p) * (2 if jnp.iscomplexobj(p) else 1) for p in jax.tree.leaves(params)))
 
 
-# --- Invariant heads (Sec. 3.6, SPEC 11) --------------------------------------------------------------
+# --- Invariant heads (Sec. 3.6, docs/decisions.md §11) --------------------------------------------------------------
 
 
 def invariant_features(x: Array, n_features: int = 0) -> Array:

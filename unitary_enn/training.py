@@ -10,9 +10,10 @@
   optional `patience` (evaluations without improvement before stopping early; 0 = never) and `microbatch`
   (samples per chunk of the full-batch gradient, summed exactly; default `DEFAULT_MICROBATCH`).
 * Progress: one line per evaluation with the losses, steps/s and ETA. Metrics: `metrics.jsonl`.
-* Resume: the loop saves `checkpoint.pkl` (params, optimizer state, best params, PRNG key) and picks it up
-  when started again in the same workdir, continuing the same trajectory.
-* Complex parameters: the optimizers built here conjugate `jax.grad`'s output first (SPEC 4).
+* Resume: the loop saves `checkpoint.msgpack` (params, optimizer state, best params, PRNG key; flax msgpack, the
+  previous one kept beside it) and picks it up when started again in the same workdir, continuing the same
+  trajectory. A torn last line of metrics.jsonl (a kill mid-write) is dropped with a warning.
+* Complex parameters: the optimizers built here conjugate `jax.grad`'s output first (docs/decisions.md §4).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from unitary_enn import io
+from flax import serialization
+
+from unitary_enn import checks, files
 from unitary_enn.fire import conjugate_complex_grads, fire
 
 Array = jax.Array
@@ -150,8 +153,8 @@ def train(loss_fn: Callable,
   Returns:
     A `TrainResult`; `history` lists the evaluation records of the whole run (resumed parts included).
   """
-  steps = int(config.steps)
-  eval_every = max(1, min(int(config.eval_every), steps))
+  steps = checks.positive_int("config.steps", config.steps)
+  eval_every = max(1, min(checks.positive_int("config.eval_every", config.eval_every), steps))
   ckpt_every = int(config.get("checkpoint_every", eval_every)) or eval_every
   patience = int(config.get("patience", 0) or 0)
   full_batch = config.optimizer == "fire"
@@ -206,38 +209,36 @@ def train(loss_fn: Callable,
     return params, opt_state, jnp.stack(losses)
 
   eval_loss = jax.jit(eval_loss_fn or loss_fn)
-  ckpt_path = os.path.join(workdir, io.CHECKPOINT) if workdir else None
-  metrics_path = os.path.join(workdir, io.METRICS) if workdir else None
+  ckpt_path = os.path.join(workdir, CHECKPOINT) if workdir else None
+  metrics_path = os.path.join(workdir, METRICS) if workdir else None
   if workdir:
-    os.makedirs(workdir, exist_ok=True)
+    files.check_writable(workdir)
 
-  if ckpt_path and os.path.exists(ckpt_path):
-    saved = io.load_pickle(ckpt_path)
-    if saved["config_key"] != _resume_key(config):
+  fresh = TrainState(0, params, optimizer.init(params), jax.random.PRNGKey(int(config.get("seed", 0)) + 1),
+                     params, float("inf"), 0)
+  saved = files.load_checkpoint(ckpt_path, log=log) if ckpt_path else None
+  if saved is not None:
+    if saved.get("config_key") != _resume_key(config):
       raise ValueError(f"{ckpt_path} was written by a run with another config (only "
                        f"{', '.join(RESUMABLE_CHANGES)} may change on resume); use a fresh --workdir "
-                       f"or delete it. Saved: {saved['config_key']}")
-    state = TrainState(saved["step"], jax.tree.map(jnp.asarray, saved["params"]),
-                       jax.tree.map(jnp.asarray, saved["opt_state"]), jnp.asarray(saved["key"]),
-                       saved["best_params"], saved["best_val"], saved["best_step"])
+                       f"or delete it. Saved: {saved.get('config_key')}")
+    state = _restore_state(fresh, saved, ckpt_path)
     # Keep the history consistent with the checkpoint: drop records written after it.
-    history = [r for r in io.read_jsonl(metrics_path) if r["step"] <= state.step]
-    _rewrite_jsonl(metrics_path, history)
+    history = [r for r in files.read_jsonl(metrics_path, warn=log) if r["step"] <= state.step]
+    files.write_jsonl(metrics_path, history)
     log(f"resuming from step {state.step} of {steps} ({ckpt_path})")
   else:
-    opt_state = optimizer.init(params)
-    state = TrainState(0, params, opt_state, jax.random.PRNGKey(int(config.get("seed", 0)) + 1),
-                       params, float("inf"), 0)
+    state = fresh
     history = []
     if metrics_path and os.path.exists(metrics_path):
       os.remove(metrics_path)
 
   def save(state):
     if ckpt_path:
-      io.save_pickle(ckpt_path, dict(
-          step=state.step, params=state.params, opt_state=state.opt_state, key=state.key,
-          best_params=state.best_params, best_val=state.best_val, best_step=state.best_step,
-          config_key=_resume_key(config)))
+      tree = serialization.to_state_dict(dict(params=state.params, opt_state=state.opt_state, key=state.key,
+                                              best_params=state.best_params))
+      files.save_checkpoint(ckpt_path, dict(tree, step=state.step, best_val=state.best_val,
+                                            best_step=state.best_step, config_key=_resume_key(config)))
 
   t_start = time.time()
   t_prev = history[-1]["time"] if history else 0.0
@@ -276,7 +277,7 @@ def train(loss_fn: Callable,
       record[f"{name}_loss"] = batched_loss(eval_loss, params, x_mon, y_mon)
     history.append(record)
     if metrics_path:
-      io.append_jsonl(metrics_path, record)
+      files.append_jsonl(metrics_path, record)
     log(f"step {step:>8d}/{steps}  train {train_loss:.4e}  val {val:.4e}{' *' if improved else '  '}  "
         f"{rate:7.1f} steps/s  elapsed {_fmt_time(elapsed)}  ETA {_fmt_time((steps - step) / rate)}")
     stop = patience and bad_evals >= patience
@@ -289,6 +290,9 @@ def train(loss_fn: Callable,
   return TrainResult(best_params=best_params, params=params, best_val=best_val, best_step=best_step,
                      steps=step, history=history, wall_time=time.time() - t_start)
 
+
+CHECKPOINT = "checkpoint.msgpack"
+METRICS = "metrics.jsonl"
 
 # Samples per chunk of a full-batch gradient (`microbatched`); `config.microbatch` overrides it.
 DEFAULT_MICROBATCH = 256
@@ -304,11 +308,17 @@ def _resume_key(config) -> str:
                     default=str)
 
 
-def _rewrite_jsonl(path, records):
-  if path is None:
-    return
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    for r in records:
-      f.write(json.dumps(r) + "\n")
-  os.replace(tmp, path)
+def _restore_state(fresh: TrainState, saved: dict, path: str) -> TrainState:
+  """The TrainState of a checkpoint, restored into the structure of `fresh` (same optimizer and parameters)."""
+  template = serialization.to_state_dict(dict(params=fresh.params, opt_state=fresh.opt_state, key=fresh.key,
+                                              best_params=fresh.best_params))
+  try:
+    tree = serialization.from_state_dict(
+        dict(params=fresh.params, opt_state=fresh.opt_state, key=fresh.key, best_params=fresh.best_params),
+        {k: saved[k] for k in template})
+  except (KeyError, ValueError, TypeError) as e:
+    raise files.FileFormatError(f"{path!r} does not fit this run's parameters or optimizer ({e}); delete it or use "
+                                "a fresh --workdir") from None
+  tree = jax.tree.map(jnp.asarray, tree)
+  return TrainState(int(saved["step"]), tree["params"], tree["opt_state"], tree["key"], tree["best_params"],
+                    float(saved["best_val"]), int(saved["best_step"]))

@@ -8,7 +8,7 @@
 
 import ml_collections
 
-from unitary_enn.md import ARGON_FCC_LATTICE_CONSTANT, CROSS_BAR_WIDTH_CELLS, CROSS_TEMPERATURE, FOUR_BODY_DT
+from unitary_enn.constants import ARGON_FCC_LATTICE_CONSTANT, CROSS_BAR_WIDTH_CELLS, CROSS_TEMPERATURE, FOUR_BODY_DT
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -19,7 +19,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train_config = "quick"
   c.dtype = "float64"  # of the MD (the network evaluates in the dtype it was trained in)
   c.seed = 0  # initial velocities of the thermalization
-  # Crystal (SPEC 10): FCC argon, n_cells^3 unit cells of a = 5.24411 A, lj/cut at r_cut (LAMMPS lj/cut 10.0).
+  # Crystal (docs/decisions.md §10): FCC argon, n_cells^3 unit cells of a = 5.24411 A, lj/cut at r_cut (LAMMPS lj/cut 10.0).
   c.n_cells = 12
   c.lattice_constant = ARGON_FCC_LATTICE_CONSTANT
   c.r_cut = 10.0

@@ -8,7 +8,7 @@
 
 import ml_collections
 
-from unitary_enn.md import FOUR_BODY_DT, FOUR_BODY_POSITIONS, FOUR_BODY_TEMPERATURE
+from unitary_enn.constants import FOUR_BODY_DT, FOUR_BODY_POSITIONS, FOUR_BODY_TEMPERATURE
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -17,7 +17,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (a variant of experiments/configs/four_body.py). The --train_workdir flag overrides this key.
   c.train_workdir = ""
   c.train_config = "quick"
-  # MD (Sec. 4.4, SPEC 8): 10 samples from the same positions, Maxwell-Boltzmann velocities at 10 K with the
+  # MD (Sec. 4.4, docs/decisions.md §8): 10 samples from the same positions, Maxwell-Boltzmann velocities at 10 K with the
   # centre-of-mass momentum removed, velocity Verlet, 1 fs, 10,000 steps, in float64.
   c.dtype = "float64"
   c.n_samples = 10
@@ -31,7 +31,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Reported steps (results.json): the paper's "good to ~1,500, acceptable to ~4,000" and Fig. 7 at 4,000.
   c.position_rmsd_steps = (1_500, 4_000)
   c.energy_rmsd_steps = (4_000,)
-  # Conservativeness (SPEC 12): lambda on fresh Sec. 4.1 clusters (test-like: a seed the training never saw)
+  # Conservativeness (docs/decisions.md §12): lambda on fresh Sec. 4.1 clusters (test-like: a seed the training never saw)
   # and on MD frames; work around `n_loops` circles of `loop_radius` A with `loop_points` points each.
   c.n_test_configs = 256
   c.test_seed = 12_345

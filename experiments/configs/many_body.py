@@ -6,19 +6,19 @@
 
 The descriptor basis of the network is r_s = r_s_start + r_s_step * a, a = 0..n_descriptors-1 (A), with one
 eta; `linear_references` lists the bases (start, count) of the closed-form linear references reported
-beside the network (SPEC 9): the paper's (2.8 A, 73) and one reaching below the 2.8 A wall (2.6 A, 75).
+beside the network (docs/decisions.md §9): the paper's (2.8 A, 73) and one reaching below the 2.8 A wall (2.6 A, 75).
 """
 
 import ml_collections
 
 from experiments.configs.four_body import fire_defaults
-
-PAPER_BOX_SIDES = tuple(45.0 + 5.0 * k for k in range(10))  # A
+from unitary_enn.constants import (PAPER_BOX_SIDES, PAPER_ETA, PAPER_N_DESCRIPTORS, PAPER_R_CUT, PAPER_R_S_START,
+                                   PAPER_R_S_STEP)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  # Data (Sec. 4.5, SPEC 9): argon inserted at random into periodic cubic boxes, up to max_atoms per box,
+  # Data (Sec. 4.5, docs/decisions.md §9): argon inserted at random into periodic cubic boxes, up to max_atoms per box,
   # minimum image distance r_min, max_trials per insertion; whole sets split into train / validation / test.
   c.box_sides = PAPER_BOX_SIDES
   c.max_atoms = 4000
@@ -29,11 +29,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.cache_dir = ""  # "" = $UENN_CACHE_DIR or ~/.cache/unitary_enn
   # Descriptors (eq. 51, 52): eta = 0.1^-2 A^-2, r_s = 2.8 + 0.1 a A (73), cosine cutoff at r_c = 10 A.
   # r_cut is also the truncation radius of the lj/cut target forces.
-  c.r_cut = 10.0
-  c.eta = 100.0
-  c.r_s_start = 2.8
-  c.r_s_step = 0.1
-  c.n_descriptors = 73
+  c.r_cut = PAPER_R_CUT
+  c.eta = PAPER_ETA
+  c.r_s_start = PAPER_R_S_START
+  c.r_s_step = PAPER_R_S_STEP
+  c.n_descriptors = PAPER_N_DESCRIPTORS
   c.cutoff = "cosine"  # or "polynomial" (C2)
   c.linear_references = ((2.8, 73), (2.6, 75))  # (r_s_start, count) with r_s_step and eta above
   # Network (Sec. 4.5): n_descriptors, 200, 100, 50, 10, 1 vectors; softsign with residue, identity output.
@@ -54,7 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.fire = fire_defaults()
 
   if arg in (None, "", "quick"):
-    # Fewer sets (2 / 1 / 1, ~37,000 atoms each), and the basis that starts below the 2.8 A wall (SPEC 9:
+    # Fewer sets (2 / 1 / 1, ~37,000 atoms each), and the basis that starts below the 2.8 A wall (docs/decisions.md §9:
     # r_s from 2.6 A, 75 descriptors), on which the network reaches the paper's accuracy in minutes.
     # `--config.r_s_start=2.8 --config.n_descriptors=73` gives the paper's basis.
     c.n_sets = (2, 1, 1)

@@ -1,0 +1,411 @@
+"""Trained models: a typed, versioned record, a safe file format, and the force function of each kind.
+
+    Model(kind, params, sizes, scales, ...)          a frozen record; defaults are applied here, once
+    save_model(workdir, model) / load_model(path)    `model.npz`: arrays plus JSON metadata, never a pickle
+    convert_legacy(workdir)                          a `model.pkl` of unitary_enn 0.1 -> `model.npz`, reading only
+                                                     arrays and plain values (python -m unitary_enn.models convert)
+    four_body_force_fn(params, scales, ...)          the four-atom network of Sec. 4.2 as a pure force function
+    model_force_fn(model, dtype=None)                the same from a four_body Model (or its workdir)
+    many_body_force_fn(model, displacement_fn)       the Sec. 4.5 descriptor network on a jax-md neighbor list
+    load_force_field(workdir)                        `forces(positions, box=None)`, checked, for any kind
+
+Kinds: "four_body" (6 relative vectors -> 4 forces, N = 4, free cluster) and "many_body" (vector descriptors of
+eq. 51 -> the force on each atom, any N, free or periodic). Units: positions in A, forces in eV/A.
+
+The file `model.npz` holds every array of the record (parameters under `params/...`, scales, the radial basis)
+and one entry `metadata`: a JSON text with the kind, sizes, activation, cutoff, dtype, format version and the
+package versions that wrote it. It is read with `numpy.load(allow_pickle=False)`, so loading a model runs no
+code from the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import sys
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from unitary_enn import checks, files
+from unitary_enn.data import relative_vectors, symmetrize_permutations
+from unitary_enn.descriptors import vector_descriptors_neighbor_list
+from unitary_enn.neighbors import neighbor_list_model
+from unitary_enn.network import apply_uenn
+
+Array = jax.Array
+ForceFn = Callable[..., Array]
+
+MODEL_FILE = "model.npz"
+LEGACY_MODEL_FILE = "model.pkl"
+FORMAT = "unitary_enn model"
+FORMAT_VERSION = 1
+KINDS = ("four_body", "many_body")
+
+
+@dataclasses.dataclass(frozen=True)
+class Basis:
+  """The radial basis of the vector descriptors (eq. 51-52): centres r_s `(K,)` A, eta A^-2, cutoff radius A."""
+  r_s: np.ndarray
+  eta: float
+  r_cut: float
+  cutoff: str = "cosine"
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A trained force model and everything needed to evaluate it.
+
+  Attributes:
+    kind: one of `KINDS`.
+    params: the `apply_uenn` parameter list (NumPy arrays).
+    sizes: vector widths of the network, input first.
+    scales: {"inputs": `(M_in,)`, "targets": `(M_out,)`}: the network sees inputs / scale and predicts
+      targets / scale (A and eV/A; standardization by scalars keeps equivariance).
+    activation: hidden-layer activation name.
+    dtype: the dtype the network was trained in ("float32" or "float64").
+    n_atoms: four_body only: 4.
+    symmetrize: four_body only: predict with the average over the 24 relabellings of the atoms.
+    basis: many_body only: the descriptor basis.
+    info: free-form metadata (e.g. the training results); not used to evaluate.
+  """
+  kind: str
+  params: Any
+  sizes: tuple
+  scales: dict
+  activation: str = "softsign"
+  dtype: str = "float32"
+  n_atoms: int | None = None
+  symmetrize: bool = False
+  basis: Basis | None = None
+  info: dict = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    if self.kind not in KINDS:
+      raise ValueError(f"unknown model kind {self.kind!r}; expected one of {KINDS}")
+    object.__setattr__(self, "sizes", checks.sizes("sizes", self.sizes))
+    object.__setattr__(self, "params", jax.tree.map(np.asarray, self.params))
+    object.__setattr__(self, "scales", {k: np.asarray(v, np.float64) for k, v in self.scales.items()})
+    if self.kind == "four_body" and self.n_atoms is None:
+      object.__setattr__(self, "n_atoms", 4)
+    if self.kind == "many_body" and self.basis is None:
+      raise ValueError("a many_body model needs its descriptor basis")
+    if self.dtype not in ("float32", "float64"):
+      raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+
+  @property
+  def r_cut(self) -> float:
+    """The descriptor cutoff in A (many_body)."""
+    return float(self.basis.r_cut)
+
+
+def _flatten(tree, prefix: str) -> dict[str, np.ndarray]:
+  """Nested dicts and lists of arrays -> {"prefix/0/W": array, ...}."""
+  if isinstance(tree, dict):
+    out = {}
+    for k, v in tree.items():
+      if "/" in str(k):
+        raise ValueError(f"parameter names must not contain '/': {k!r}")
+      out.update(_flatten(v, f"{prefix}/{k}"))
+    return out
+  if isinstance(tree, (list, tuple)):
+    out = {}
+    for k, v in enumerate(tree):
+      out.update(_flatten(v, f"{prefix}/{k}"))
+    return out
+  return {prefix: np.asarray(tree)}
+
+
+def _unflatten(flat: dict[str, np.ndarray], prefix: str):
+  """Inverse of `_flatten`: integer path parts become list indices."""
+  root: dict = {}
+  for key, value in flat.items():
+    if not key.startswith(prefix + "/"):
+      continue
+    parts = key[len(prefix) + 1:].split("/")
+    node = root
+    for p in parts[:-1]:
+      node = node.setdefault(p, {})
+    node[parts[-1]] = value
+
+  def listify(node):
+    if not isinstance(node, dict):
+      return node
+    node = {k: listify(v) for k, v in node.items()}
+    if node and all(k.isdigit() for k in node):
+      return [node[str(i)] for i in range(len(node))]
+    return node
+
+  return listify(root)
+
+
+def model_path(path: str) -> str:
+  """`path` itself if it is a file, else the model file in the workdir `path`."""
+  return path if os.path.isfile(path) else os.path.join(path, MODEL_FILE)
+
+
+def save_model(workdir: str, model: Model) -> str:
+  """Write `model` to `<workdir>/model.npz` (atomically); returns the path."""
+  if not isinstance(model, Model):
+    raise TypeError(f"save_model takes a Model, got {type(model).__name__}")
+  arrays = _flatten(model.params, "params")
+  arrays.update({f"scales/{k}": v for k, v in model.scales.items()})
+  meta = dict(format=FORMAT, format_version=FORMAT_VERSION, kind=model.kind, sizes=list(model.sizes),
+              activation=model.activation, dtype=model.dtype, n_atoms=model.n_atoms, symmetrize=model.symmetrize,
+              info=model.info, versions=files.package_versions())
+  if model.basis is not None:
+    arrays["basis/r_s"] = np.asarray(model.basis.r_s, np.float64)
+    meta["basis"] = dict(eta=float(model.basis.eta), r_cut=float(model.basis.r_cut), cutoff=model.basis.cutoff)
+  arrays["metadata"] = np.asarray(files.to_json(meta, indent=None))
+  path = os.path.join(workdir, MODEL_FILE)
+  files.save_npz(path, **arrays)
+  return path
+
+
+def load_model(path: str) -> Model:
+  """The model saved in a workdir (or the model file itself); never unpickles.
+
+  Raises:
+    FileNotFoundError: no model there (with a hint for a workdir holding an old `model.pkl`).
+    files.FileFormatError: the file is damaged, not a model, or of an unknown format version.
+  """
+  if isinstance(path, Model):
+    return path
+  file = model_path(os.fspath(path))
+  if not os.path.exists(file):
+    folder = path if os.path.isdir(path) else os.path.dirname(file)
+    if os.path.exists(os.path.join(folder, LEGACY_MODEL_FILE)):
+      raise FileNotFoundError(
+          f"{folder!r} holds a model written by unitary_enn 0.1 ({LEGACY_MODEL_FILE}, a pickle), which is never "
+          "loaded implicitly because unpickling a file can run its code. If you trust it, convert it once with "
+          f"`python -m unitary_enn.models convert {folder}`")
+    raise FileNotFoundError(f"no trained model at {path!r} (expected {MODEL_FILE}); run a training experiment "
+                            "with --workdir pointing there first")
+  arrays = files.load_npz(file)
+  if "metadata" not in arrays:
+    raise files.FileFormatError(f"{file!r} is an npz file but not a unitary_enn model (no metadata entry)")
+  try:
+    meta = json.loads(str(arrays["metadata"]))
+  except json.JSONDecodeError as e:
+    raise files.FileFormatError(f"{file!r}: its metadata is not valid JSON ({e}); the file is damaged") from None
+  if meta.get("format") != FORMAT:
+    raise files.FileFormatError(f"{file!r} is not a unitary_enn model (format {meta.get('format')!r})")
+  version = meta.get("format_version")
+  if version != FORMAT_VERSION:
+    raise files.FileFormatError(
+        f"{file!r} has model format version {version!r}; this unitary_enn reads version {FORMAT_VERSION}: "
+        "use the unitary_enn release that wrote it, or a newer one")
+  try:
+    basis = None
+    if "basis" in meta:
+      basis = Basis(arrays["basis/r_s"], meta["basis"]["eta"], meta["basis"]["r_cut"], meta["basis"]["cutoff"])
+    scales = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("scales/")}
+    return Model(kind=meta["kind"], params=_unflatten(arrays, "params"), sizes=tuple(meta["sizes"]), scales=scales,
+                 activation=meta["activation"], dtype=meta["dtype"], n_atoms=meta.get("n_atoms"),
+                 symmetrize=bool(meta.get("symmetrize", False)), basis=basis, info=meta.get("info", {}))
+  except (KeyError, TypeError, ValueError) as e:
+    raise files.FileFormatError(f"{file!r}: incomplete or inconsistent model ({type(e).__name__}: {e})") from None
+
+
+def from_legacy_dict(d: dict) -> Model:
+  """A Model from the dict that unitary_enn 0.1 pickled (its defaults applied: softsign, cosine, no symmetrize)."""
+  kind = d.get("kind")
+  basis = None
+  if kind == "many_body":
+    basis = Basis(np.asarray(d["r_s"], np.float64), float(d["eta"]), float(d["r_cut"]), d.get("cutoff", "cosine"))
+  return Model(kind=kind, params=d["params"], sizes=tuple(d["sizes"]), scales=dict(d["scales"]),
+               activation=d.get("activation", "softsign"), dtype=d.get("dtype", "float32"),
+               n_atoms=d.get("n_atoms"), symmetrize=bool(d.get("symmetrize", False)), basis=basis)
+
+
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+  """Unpickles NumPy arrays, dtypes and plain containers only; any other class or function is refused."""
+  _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+              ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "ndarray"),
+              ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+              ("numpy", "dtype"), ("builtins", "complex"), ("_codecs", "encode")}
+
+  def find_class(self, module, name):
+    if (module, name) in self._ALLOWED:
+      return super().find_class(module, name)
+    raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a model file holds only arrays and numbers")
+
+
+def convert_legacy(workdir: str) -> str:
+  """Convert `<workdir>/model.pkl` (unitary_enn 0.1) to `<workdir>/model.npz`; returns the new path.
+
+  The pickle is read with an unpickler that accepts only NumPy arrays and plain values, so a crafted file fails
+  with an UnpicklingError instead of running code. The old file is left in place.
+  """
+  src = os.path.join(workdir, LEGACY_MODEL_FILE)
+  if not os.path.exists(src):
+    raise FileNotFoundError(f"no {LEGACY_MODEL_FILE} in {workdir!r}")
+  try:
+    with open(src, "rb") as f:
+      d = _ArraysOnlyUnpickler(f).load()
+  except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+    raise files.FileFormatError(f"cannot convert {src!r}: {type(e).__name__}: {e}") from None
+  if not isinstance(d, dict) or d.get("kind") not in KINDS:
+    raise files.FileFormatError(f"{src!r} is not a unitary_enn 0.1 model (kind {d.get('kind') if isinstance(d, dict) else None!r})")
+  return save_model(workdir, from_legacy_dict(d))
+
+
+# --- Force functions ------------------------------------------------------------------------------------
+
+
+def four_body_force_fn(params, scales, activation: str | Callable = "softsign", *,
+                       dtype=None, symmetrize: bool = False) -> ForceFn:
+  """The four-atom network of Sec. 4.2 as a force function `positions -> forces` (eq. 42-43).
+
+  The inputs are the six relative vectors r_ij = r_j - r_i (eq. 42, `data.relative_vectors`) divided by the
+  input scale; the four output vectors times the target scale are the forces F1..F4. Being built from
+  relative vectors and scalar scales, the function is translation invariant and O(3) equivariant.
+
+  Args:
+    params: the `apply_uenn` parameter list (NumPy or JAX arrays, or tracers: the result is differentiable
+      with respect to them when this builder is called inside the differentiated function).
+    scales: {"inputs": `(6,)` A, "targets": `(4,)` eV/A} (a dict, `Model.scales` or `data.Scales`).
+    activation: hidden-layer activation, as in training.
+    dtype: the float dtype to evaluate in (params and scales are cast); None keeps the params' dtype.
+    symmetrize: average the network over the 24 relabellings of the atoms (`data.symmetrize_permutations`),
+      as a model trained with `symmetrize=True` predicts.
+
+  Returns:
+    `force_fn(positions)`: `(..., 4, 3)` in A -> `(..., 4, 3)` in eV/A, pure (no value checks inside).
+  """
+  params = jax.tree.map(jnp.asarray, params)
+  if dtype is None:
+    dtype = jnp.finfo(params[0]["W"].dtype).dtype
+  else:
+    dtype = jnp.dtype(dtype)
+    params = jax.tree.map(lambda p: p.astype(dtype), params)
+  get = (lambda name: getattr(scales, name)) if hasattr(scales, "inputs") else (lambda name: scales[name])
+  in_scale = jnp.asarray(get("inputs"), dtype)
+  out_scale = jnp.asarray(get("targets"), dtype)
+
+  def predict(p, x):
+    return apply_uenn(p, x, activation=activation)
+
+  if symmetrize:
+    predict = symmetrize_permutations(predict, 4)
+
+  def force_fn(positions: Array, **unused_kwargs) -> Array:
+    x = relative_vectors(positions.astype(dtype)) / in_scale
+    y = predict(params, x) * out_scale
+    return jnp.swapaxes(y, -1, -2)
+
+  return force_fn
+
+
+def _kind(model: Model, kind: str, caller: str) -> Model:
+  if model.kind != kind:
+    raise ValueError(f"{caller} needs a {kind} model, got a {model.kind!r} model")
+  return model
+
+
+def model_force_fn(model: Model | str, *, dtype=None) -> ForceFn:
+  """`four_body_force_fn` of a trained four_body model (a `Model` or the workdir holding it).
+
+  Args:
+    model: a four_body `Model`, or its workdir / file.
+    dtype: evaluation dtype; None = the dtype the model was trained in. MD in float64 passes jnp.float64.
+  """
+  model = _kind(load_model(model), "four_body", "model_force_fn")
+  return four_body_force_fn(model.params, model.scales, model.activation, dtype=dtype, symmetrize=model.symmetrize)
+
+
+def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None):
+  """The trained Sec. 4.5 force network (vector descriptors eq. 51 -> ENN -> force) on a jax-md neighbor list.
+
+  Args:
+    model: a many_body `Model`, or its workdir / file.
+    displacement_fn: jax-md displacement (`space.free()[0]` for the cross, `space.periodic(box)[0]` for a box).
+    block: rows per block of the descriptor sum (default automatic).
+    descriptor_dtype: dtype of the descriptor sums (default: the network's; displacements are always taken in
+      the positions' dtype, so float64 MD feeds the float32 network float32 sums at float32 cost).
+
+  Returns:
+    `force_fn(positions (N, 3) A, neighbor, **unused) -> (N, 3)` eV/A in the positions' dtype, pure and
+    jit-able. The neighbor list must have a cutoff >= `model.r_cut`; the caller checks it.
+  """
+  model = _kind(load_model(model), "many_body", "many_body_force_fn")
+  params = jax.tree.map(jnp.asarray, model.params)
+  dtype = jnp.dtype(model.dtype)
+  in_scale = jnp.asarray(model.scales["inputs"], dtype)
+  out_scale = jnp.asarray(model.scales["targets"], dtype)
+  b = model.basis
+  _, descriptor_fn = vector_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, r_s=b.r_s, eta=b.eta,
+                                                      r_cut=b.r_cut, cutoff=b.cutoff, block=block)
+
+  def force_fn(positions, neighbor, **unused_kwargs):
+    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype)
+    y = apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation) * out_scale
+    return y[..., 0].astype(positions.dtype)
+
+  force_fn.r_cut = b.r_cut
+  return force_fn
+
+
+def load_force_field(model: Model | str) -> Callable:
+  """The force field of a trained model: `forces(positions, box=None)`, positions `(N, 3)` A -> `(N, 3)` eV/A.
+
+  Works for any experiment workdir that trained a force model (or a `Model`, or a model file). The four-atom model
+  takes N = 4 (also batched, `(..., 4, 3)`) in free space; a many-body model takes any N, in free space
+  (box=None) or in a cubic periodic box of side `box` A (box >= 2 r_cut, positions inside [0, box]), through a
+  checked neighbor list that is reallocated when it overflows. Inputs are validated (shape, finiteness) before
+  anything is traced.
+  """
+  model = load_model(model)
+  if model.kind == "four_body":
+    n_atoms = int(model.n_atoms)
+    forces_jit = jax.jit(model_force_fn(model))
+
+    def forces(positions, box=None):
+      """Predicted forces `(..., 4, 3)` in eV/A for positions `(..., 4, 3)` in A (free cluster)."""
+      if box is not None:
+        raise ValueError("the four-atom model is a free cluster: box must be None")
+      positions = checks.as_array("positions", positions)
+      checks.check_shape("positions", positions, (..., n_atoms, 3))
+      checks.check_finite("positions", positions)
+      return forces_jit(positions)
+
+    return forces
+
+  checked = neighbor_list_model(lambda displacement_fn: many_body_force_fn(model, displacement_fn),
+                                r_cut=model.r_cut)
+
+  def forces(positions, box=None):
+    """Predicted forces `(N, 3)` in eV/A for positions `(N, 3)` in A; box: cubic periodic side in A, or None."""
+    return checked(positions, box)
+
+  forces.stats = checked.stats
+  return forces
+
+
+def main(argv=None) -> int:
+  """`python -m unitary_enn.models convert WORKDIR...` | `show WORKDIR_OR_FILE`."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if len(argv) < 2 or argv[0] not in ("convert", "show"):
+    print("usage: python -m unitary_enn.models convert WORKDIR [WORKDIR ...]   (model.pkl of 0.1 -> model.npz)\n"
+          "       python -m unitary_enn.models show WORKDIR_OR_FILE", file=sys.stderr)
+    return 2
+  if argv[0] == "convert":
+    for workdir in argv[1:]:
+      print(f"wrote {convert_legacy(workdir)}")
+    return 0
+  m = load_model(argv[1])
+  summary = dict(kind=m.kind, sizes=list(m.sizes), activation=m.activation, dtype=m.dtype, n_atoms=m.n_atoms,
+                 symmetrize=m.symmetrize, parameters=int(sum(np.size(p) for p in jax.tree.leaves(m.params))))
+  if m.basis is not None:
+    summary["basis"] = dict(r_s=[float(m.basis.r_s[0]), float(m.basis.r_s[-1]), len(m.basis.r_s)], eta=m.basis.eta,
+                            r_cut=m.basis.r_cut, cutoff=m.basis.cutoff)
+  print(files.to_json(summary))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
