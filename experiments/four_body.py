@@ -83,7 +83,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   n_params = uenn.count_params(params)
 
   def predict(p, x):
-    return uenn.apply_uenn(p, x, activation=config.activation)
+    return uenn.apply_uenn(p, x, activation=config.activation, eps=config.eps, precision=config.precision)
 
   loss_fn = training.mse_loss(predict)
 
@@ -101,7 +101,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   rmse = {name: force_rmse(forces(split), split.targets) for name, split in ds.items()}
   test_pred = forces(ds["test"])
-  model = models.Model(kind="four_body", n_atoms=4, params=best, sizes=sizes, activation=config.activation,
+  model = models.Model(kind="four_body", n_atoms=4, params=best, sizes=sizes, activation=config.activation, eps=config.eps,
                        scales=scales.to_dict(), dtype=config.dtype, symmetrize=bool(config.get("symmetrize", False)))
   models.save_model(workdir, model)
 

@@ -158,7 +158,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   md_frames = jnp.asarray(ref.positions[stride::stride].reshape(-1, 4, 3), dtype)
   both = jnp.concatenate([test_positions, md_frames])
   untrained = models.four_body_force_fn(
-      uenn.init_uenn(jax.random.PRNGKey(0), model.sizes, dtype=dtype), model.scales, model.activation)
+      uenn.init_uenn(jax.random.PRNGKey(0), model.sizes, dtype=dtype), model.scales, model.activation, eps=model.eps)
   loop_key = jax.random.PRNGKey(config.seed + 1)
   loop_positions = test_positions[:config.n_loops]
   conservativeness = {}
@@ -294,7 +294,7 @@ def gradient_through_md(model, positions0, momenta0, target_positions, config, d
   target = jnp.asarray(target_positions, dtype)
 
   def observable(p):
-    traj = simulate.nve_trajectory(models.four_body_force_fn(p, scales, activation), positions0, momenta0,
+    traj = simulate.nve_trajectory(models.four_body_force_fn(p, scales, activation, eps=model.eps), positions0, momenta0,
                              dt=config.dt, n_steps=config.grad_steps, record_every=config.grad_steps)
     return jnp.mean(jnp.sum((traj.positions[-1] - target) ** 2, axis=-1))
 

@@ -104,7 +104,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   n_params = uenn.count_params(params)
 
   def predict(p, x):
-    return uenn.apply_uenn(p, x, activation=config.activation)
+    return uenn.apply_uenn(p, x, activation=config.activation, eps=config.eps, precision=config.precision)
 
   loss_fn = training.mse_loss(predict)
 
@@ -124,7 +124,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   predictions = {name: forces(split) for name, split in ds.items()}
   rmse = {name: force_rmse(predictions[name], split.forces) for name, split in ds.items()}
-  model = models.Model(kind="many_body", params=best, sizes=sizes, activation=config.activation,
+  model = models.Model(kind="many_body", params=best, sizes=sizes, activation=config.activation, eps=config.eps,
                        scales=scales.to_dict(), dtype=config.dtype,
                        basis=models.Basis(bases[net_basis]["r_s"], float(config.eta), float(config.r_cut),
                                           config.cutoff))

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import unitary_enn as uenn
-from unitary_enn import layers
+from unitary_enn import descriptors, layers
 
 DTYPES = [np.float64, np.complex128]
 RESIDUE = 0.1  # a of eq. 14 in all the paper's experiments
@@ -337,12 +337,12 @@ def test_vector_gnn_values_two_species(box, activation):
   want = ref_gnn(w, pos, box, species, R_S, ETA, R_CUT, REF_ACTIVATIONS[activation])
   assert np.max(np.abs(want)) > 0.1
   kw = dict(r_s=R_S, eta=ETA, r_cut=R_CUT)
-  got = uenn.vector_gnn({"w": jnp.asarray(w)}, jnp.asarray(pos), box, species=jnp.asarray(species),
+  got = descriptors.vector_gnn({"w": jnp.asarray(w)}, jnp.asarray(pos), box, species=jnp.asarray(species),
                         activation=activation, **kw)
   assert_values(got, want)
   # The same layer on precomputed neighbour sums in the block layout (channel d * K + b).
   sums, _ = ref_descriptors(pos, box, species, 2, R_S, ETA, R_CUT)
-  assert_values(uenn.apply_vector_gnn({"w": jnp.asarray(w)}, jnp.asarray(sums), activation=activation), want)
+  assert_values(descriptors.apply_vector_gnn({"w": jnp.asarray(w)}, jnp.asarray(sums), activation=activation), want)
 
 
 @pytest.mark.parametrize("box", [None, 2.0 * R_CUT + 0.5], ids=["free", "periodic"])

@@ -84,7 +84,9 @@ def permutation_augmentation(n_atoms: int):
     k = jax.random.randint(key, (inputs.shape[0],), 0, len(p_in))
     a = jnp.asarray(p_in, inputs.dtype)[k]
     b = jnp.asarray(p_out, targets.dtype)[k]
-    return jnp.einsum("sxp,spq->sxq", inputs, a), jnp.einsum("sxa,sab->sxb", targets, b)
+    exact = jax.lax.Precision.HIGHEST  # a permutation must not round the data
+    return (jnp.einsum("sxp,spq->sxq", inputs, a, precision=exact),
+            jnp.einsum("sxa,sab->sxb", targets, b, precision=exact))
 
   return augment
 
@@ -104,10 +106,10 @@ def symmetrize_permutations(predict, n_atoms: int):
   def predict_sym(params, inputs):
     a = jnp.asarray(p_in, inputs.dtype)
     b = jnp.asarray(p_out, inputs.real.dtype)
-    x = jnp.einsum("...xp,kpq->k...xq", inputs, a)  # (n!, ..., rows, P)
+    x = jnp.einsum("...xp,kpq->k...xq", inputs, a, precision=jax.lax.Precision.HIGHEST)  # (n!, ..., rows, P)
     y = predict(params, x.reshape((-1,) + inputs.shape[1:]) if inputs.ndim > 2 else x)
     y = y.reshape(x.shape[:-1] + y.shape[-1:])
-    return jnp.einsum("k...xb,kab->...xa", y, b) / len(p_in)
+    return jnp.einsum("k...xb,kab->...xa", y, b, precision=jax.lax.Precision.HIGHEST) / len(p_in)
 
   return predict_sym
 

@@ -7,6 +7,16 @@ rows of that axis: U' = diag(U, I_m).
 
 Everything here is pure and jit/vmap/grad-able, for real and complex dtypes. Every norm is "safe": its value
 and gradient are finite at 0 (docs/decisions.md §1, the double-`where` pattern of jax-md's `util.safe_mask`).
+
+Precision: every contraction takes a `precision` (`PRECISIONS`), "highest" by default: float32 and complex64
+products are computed in full float32 on every backend, so a model gives the same numbers to float32 rounding on
+CPU and GPU (jax's GPU default for float32 matmuls is TensorFloat-32, which breaks equivariance at ~1e-3).
+"tf32" (GPU only), "bf16" (bfloat16 inputs, float32 accumulation) and "default" (the backend's choice) trade
+accuracy for speed. float64 products are always exact.
+
+Smooth unit vectors (a departure from eq. 9, off by default): with `eps > 0` the unit vector of the `e b` term
+is e = x / sqrt(||x||^2 + eps^2), continuous (and smooth) at x = 0, where eq. 9's x / ||x|| jumps; `eps` is in
+the units of the layer's input. docs/decisions.md §14.
 """
 
 from __future__ import annotations
@@ -19,6 +29,36 @@ import jax.numpy as jnp
 
 Array = jax.Array
 Activation = Callable[[Array], Array]
+
+PRECISIONS = ("highest", "tf32", "bf16", "default")
+
+
+def resolve_precision(precision, dtype=None):
+  """The `precision` argument of a jax contraction for a precision name (`PRECISIONS`) and operand dtype.
+
+  None means "highest". 64-bit operands always get `Precision.HIGHEST`. Complex operands have no dot algorithm
+  presets, so "tf32" and "bf16" give them the backend's `DEFAULT` (TensorFloat-32 on NVIDIA GPUs).
+  A `jax.lax.Precision` or `DotAlgorithmPreset` passes through unchanged.
+  """
+  if precision is None:
+    precision = "highest"
+  if not isinstance(precision, str):
+    return precision
+  if precision not in PRECISIONS:
+    raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+  if precision == "highest" or (dtype is not None and jnp.finfo(dtype).bits >= 64):
+    return jax.lax.Precision.HIGHEST
+  if precision == "default":
+    return jax.lax.Precision.DEFAULT
+  if dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating):
+    return jax.lax.Precision.DEFAULT
+  return {"tf32": jax.lax.DotAlgorithmPreset.TF32_TF32_F32,
+          "bf16": jax.lax.DotAlgorithmPreset.BF16_BF16_F32}[precision]
+
+
+def dot(a: Array, b: Array, precision=None) -> Array:
+  """`a @ b` at the given precision name (see `resolve_precision`)."""
+  return jnp.matmul(a, b, precision=resolve_precision(precision, jnp.result_type(a, b)))
 
 
 def safe_norm(x: Array, axis: int = -2, keepdims: bool = True) -> Array:
@@ -46,7 +86,16 @@ def unit_vectors(x: Array, axis: int = -2) -> Array:
   return jnp.where(positive, x / jnp.where(positive, norm, 1.0), 0.0)
 
 
-def augmented_unit_vectors(x: Array, n_features: int = 0) -> Array:
+def smooth_unit_vectors(x: Array, eps: float, axis: int = -2) -> Array:
+  """e = x / sqrt(||x||^2 + eps^2) column by column: eq. 9 made continuous and smooth at x = 0 (eps > 0).
+
+  Equivariant like eq. 9 (it scales x by a function of ||x||); |e| < 1, and e -> x / ||x|| for ||x|| >> eps.
+  """
+  sq = jnp.sum(jnp.real(x * jnp.conj(x)), axis=axis, keepdims=True)
+  return x * jax.lax.rsqrt(sq + jnp.asarray(eps, sq.dtype) ** 2)
+
+
+def augmented_unit_vectors(x: Array, n_features: int = 0, eps: float = 0.0) -> Array:
   """e' = (x_vec / ||x_vec||, 1) for inputs carrying `n_features` scalar feature rows (Sec. 3.3).
 
   The normalization covers the n vector coordinates only; the feature rows of e' are the constant 1, so the
@@ -55,14 +104,16 @@ def augmented_unit_vectors(x: Array, n_features: int = 0) -> Array:
   Args:
     x: `(..., n + n_features, M)`.
     n_features: m, the number of trailing invariant feature rows.
+    eps: 0 for eq. 9; > 0 for `smooth_unit_vectors` (in the units of x).
 
   Returns:
     `(..., n + n_features, M)`, same dtype as `x`.
   """
+  normalize = unit_vectors if not eps else functools.partial(smooth_unit_vectors, eps=eps)
   if n_features == 0:
-    return unit_vectors(x)
+    return normalize(x)
   vec, feat = x[..., :-n_features, :], x[..., -n_features:, :]
-  return jnp.concatenate([unit_vectors(vec), jnp.ones_like(feat)], axis=-2)
+  return jnp.concatenate([normalize(vec), jnp.ones_like(feat)], axis=-2)
 
 
 def glorot_uniform(key: Array, shape: tuple[int, int], dtype=jnp.float32) -> Array:
@@ -92,19 +143,22 @@ def init_dense(key: Array, m_in: int, m_out: int, dtype=jnp.float32) -> dict[str
   }
 
 
-def equivariant_dense(params: dict[str, Array], x: Array, n_features: int = 0) -> Array:
+def equivariant_dense(params: dict[str, Array], x: Array, n_features: int = 0, *, precision=None,
+                      eps: float = 0.0) -> Array:
   """y = x W + e b (eq. 6), with e = x / ||x|| (eq. 9) or e' of Sec. 3.3 when features are present.
 
   Args:
     params: {"W": `(M_in, M_out)`, "b": `(M_in, M_out)`}.
     x: `(..., n + n_features, M_in)`.
     n_features: number of trailing invariant feature rows.
+    precision: of the two products, a name of `PRECISIONS` (default "highest": full float32).
+    eps: 0 for eq. 9; > 0 for the smooth unit vector x / sqrt(||x||^2 + eps^2) (`smooth_unit_vectors`).
 
   Returns:
     y: `(..., n + n_features, M_out)`. Equivariant: dense(U'x) = U' dense(x) for U' = diag(U, I).
   """
-  e = augmented_unit_vectors(x, n_features)
-  return x @ params["W"] + e @ params["b"]
+  e = augmented_unit_vectors(x, n_features, eps)
+  return dot(x, params["W"], precision) + dot(e, params["b"], precision)
 
 
 def identity(u: Array) -> Array:

@@ -71,6 +71,7 @@ class Model:
     n_atoms: four_body only: 4.
     symmetrize: four_body only: predict with the average over the 24 relabellings of the atoms.
     basis: many_body only: the descriptor basis.
+    eps: 0 for the paper's unit vectors (eq. 9); > 0 for smooth ones in every layer (docs/decisions.md §14).
     info: free-form metadata (e.g. the training results); not used to evaluate.
   """
   kind: str
@@ -82,6 +83,7 @@ class Model:
   n_atoms: int | None = None
   symmetrize: bool = False
   basis: Basis | None = None
+  eps: float = 0.0
   info: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
@@ -96,6 +98,7 @@ class Model:
       raise ValueError("a many_body model needs its descriptor basis")
     if self.dtype not in ("float32", "float64"):
       raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+    object.__setattr__(self, "eps", checks.positive("eps", self.eps, allow_zero=True))
 
   @property
   def r_cut(self) -> float:
@@ -156,7 +159,7 @@ def save_model(workdir: str, model: Model) -> str:
   arrays.update({f"scales/{k}": v for k, v in model.scales.items()})
   meta = dict(format=FORMAT, format_version=FORMAT_VERSION, kind=model.kind, sizes=list(model.sizes),
               activation=model.activation, dtype=model.dtype, n_atoms=model.n_atoms, symmetrize=model.symmetrize,
-              info=model.info, versions=files.package_versions())
+              eps=model.eps, info=model.info, versions=files.package_versions())
   if model.basis is not None:
     arrays["basis/r_s"] = np.asarray(model.basis.r_s, np.float64)
     meta["basis"] = dict(eta=float(model.basis.eta), r_cut=float(model.basis.r_cut), cutoff=model.basis.cutoff)
@@ -206,7 +209,8 @@ def load_model(path: str) -> Model:
     scales = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("scales/")}
     return Model(kind=meta["kind"], params=_unflatten(arrays, "params"), sizes=tuple(meta["sizes"]), scales=scales,
                  activation=meta["activation"], dtype=meta["dtype"], n_atoms=meta.get("n_atoms"),
-                 symmetrize=bool(meta.get("symmetrize", False)), basis=basis, info=meta.get("info", {}))
+                 symmetrize=bool(meta.get("symmetrize", False)), basis=basis, eps=float(meta.get("eps", 0.0)),
+                 info=meta.get("info", {}))
   except (KeyError, TypeError, ValueError) as e:
     raise files.FileFormatError(f"{file!r}: incomplete or inconsistent model ({type(e).__name__}: {e})") from None
 
@@ -258,7 +262,7 @@ def convert_legacy(workdir: str) -> str:
 
 
 def four_body_force_fn(params, scales, activation: str | Callable = "softsign", *,
-                       dtype=None, symmetrize: bool = False) -> ForceFn:
+                       dtype=None, symmetrize: bool = False, eps: float = 0.0, precision=None) -> ForceFn:
   """The four-atom network of Sec. 4.2 as a force function `positions -> forces` (eq. 42-43).
 
   The inputs are the six relative vectors r_ij = r_j - r_i (eq. 42, `data.relative_vectors`) divided by the
@@ -273,6 +277,8 @@ def four_body_force_fn(params, scales, activation: str | Callable = "softsign", 
     dtype: the float dtype to evaluate in (params and scales are cast); None keeps the params' dtype.
     symmetrize: average the network over the 24 relabellings of the atoms (`data.symmetrize_permutations`),
       as a model trained with `symmetrize=True` predicts.
+    eps: smooth unit vectors (`network.apply_uenn`), as the model was trained.
+    precision: of the network's products (`layers.PRECISIONS`; default full float32).
 
   Returns:
     `force_fn(positions)`: `(..., 4, 3)` in A -> `(..., 4, 3)` in eV/A, pure (no value checks inside).
@@ -288,7 +294,7 @@ def four_body_force_fn(params, scales, activation: str | Callable = "softsign", 
   out_scale = jnp.asarray(get("targets"), dtype)
 
   def predict(p, x):
-    return apply_uenn(p, x, activation=activation)
+    return apply_uenn(p, x, activation=activation, eps=eps, precision=precision)
 
   if symmetrize:
     predict = symmetrize_permutations(predict, 4)
@@ -307,18 +313,21 @@ def _kind(model: Model, kind: str, caller: str) -> Model:
   return model
 
 
-def model_force_fn(model: Model | str, *, dtype=None) -> ForceFn:
+def model_force_fn(model: Model | str, *, dtype=None, precision=None) -> ForceFn:
   """`four_body_force_fn` of a trained four_body model (a `Model` or the workdir holding it).
 
   Args:
     model: a four_body `Model`, or its workdir / file.
     dtype: evaluation dtype; None = the dtype the model was trained in. MD in float64 passes jnp.float64.
+    precision: of the network's products (`layers.PRECISIONS`; default full float32).
   """
   model = _kind(load_model(model), "four_body", "model_force_fn")
-  return four_body_force_fn(model.params, model.scales, model.activation, dtype=dtype, symmetrize=model.symmetrize)
+  return four_body_force_fn(model.params, model.scales, model.activation, dtype=dtype, symmetrize=model.symmetrize,
+                            eps=model.eps, precision=precision)
 
 
-def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None):
+def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
+                       precision=None):
   """The trained Sec. 4.5 force network (vector descriptors eq. 51 -> ENN -> force) on a jax-md neighbor list.
 
   Args:
@@ -327,6 +336,7 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
     block: rows per block of the descriptor sum (default automatic).
     descriptor_dtype: dtype of the descriptor sums (default: the network's; displacements are always taken in
       the positions' dtype, so float64 MD feeds the float32 network float32 sums at float32 cost).
+    precision: of the network's products (`layers.PRECISIONS`; default full float32).
 
   Returns:
     `force_fn(positions (N, 3) A, neighbor, **unused) -> (N, 3)` eV/A in the positions' dtype, pure and
@@ -343,7 +353,8 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
 
   def force_fn(positions, neighbor, **unused_kwargs):
     d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype)
-    y = apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation) * out_scale
+    y = apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation, eps=model.eps,
+                   precision=precision) * out_scale
     return y[..., 0].astype(positions.dtype)
 
   force_fn.r_cut = b.r_cut

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from unitary_enn import checks
-from unitary_enn.layers import (Activation, equivariant_dense, get_activation, glorot_uniform,
-                                init_dense, safe_norm, softsign)
+from unitary_enn.layers import (Activation, dot, equivariant_dense, get_activation, glorot_uniform, init_dense,
+                                safe_norm, softsign)
 
 Array = jax.Array
 Params = Any
@@ -54,7 +54,9 @@ def apply_uenn(params: Params,
                *,
                activation: str | Activation = softsign,
                output_activation: str | Activation = "identity",
-               n_features: int = 0) -> Array:
+               n_features: int = 0,
+               precision=None,
+               eps: float = 0.0) -> Array:
   """Run the network: x_{k+1} = sigma(x_k W_k + e_k b_k) (eq. 6, 12), identity on the last layer.
 
   Args:
@@ -63,6 +65,9 @@ def apply_uenn(params: Params,
     activation: hidden-layer activation (name or callable); softsign with residue a = 0.1 by default.
     output_activation: output-layer activation; identity by default (eq. 15).
     n_features: number of trailing invariant scalar feature rows in `x` (Sec. 3.3).
+    precision: of every product, a name of `layers.PRECISIONS`; default "highest" (full float32).
+    eps: 0 for the paper's unit vectors (eq. 9); > 0 for smooth ones, x / sqrt(||x||^2 + eps^2), in every layer
+      (`layers.smooth_unit_vectors`; eps in the units of each layer's input, standardized units for the first).
 
   Returns:
     `(..., n + n_features, sizes[-1])`.
@@ -76,9 +81,10 @@ def apply_uenn(params: Params,
     raise ValueError(f"n_features={n_features} must be >= 0 and leave at least one vector coordinate "
                      f"in x.shape[-2]={x.shape[-2]}")
   checks.check_finite("x", x)
+  checks.positive("eps", eps, allow_zero=True)
   act, out_act = get_activation(activation), get_activation(output_activation)
   for i, layer in enumerate(params):
-    x = equivariant_dense(layer, x, n_features)
+    x = equivariant_dense(layer, x, n_features, precision=precision, eps=eps)
     x = out_act(x) if i == len(params) - 1 else act(x)
   return x
 
@@ -88,13 +94,15 @@ class EquivariantDense(nn.Module):
   features: int
   n_features: int = 0
   param_dtype: Any = jnp.float32
+  precision: Any = None
+  eps: float = 0.0
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     m_in = x.shape[-1]
     w = self.param("W", lambda k, s: glorot_uniform(k, s, self.param_dtype), (m_in, self.features))
     b = self.param("b", lambda k, s: jnp.zeros(s, self.param_dtype), (m_in, self.features))
-    return equivariant_dense({"W": w, "b": b}, x, self.n_features)
+    return equivariant_dense({"W": w, "b": b}, x, self.n_features, precision=self.precision, eps=self.eps)
 
 
 class UENN(nn.Module):
@@ -108,13 +116,15 @@ class UENN(nn.Module):
   output_activation: str | Activation = "identity"
   n_features: int = 0
   param_dtype: Any = jnp.float32
+  precision: Any = None
+  eps: float = 0.0
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     act, out_act = get_activation(self.activation), get_activation(self.output_activation)
     widths = tuple(self.sizes[1:])
     for i, width in enumerate(widths):
-      x = EquivariantDense(width, self.n_features, self.param_dtype, name=f"layer_{i}")(x)
+      x = EquivariantDense(width, self.n_features, self.param_dtype, self.precision, self.eps, name=f"layer_{i}")(x)
       x = out_act(x) if i == len(widths) - 1 else act(x)
     return x
 
@@ -133,7 +143,7 @@ def count_params(params: Params) -> int:
 # --- Invariant heads (Sec. 3.6, docs/decisions.md §11) --------------------------------------------------------------
 
 
-def invariant_features(x: Array, n_features: int = 0) -> Array:
+def invariant_features(x: Array, n_features: int = 0, *, precision=None) -> Array:
   """Turn vectors into U(n)-invariant scalars: the Gram matrix G = x^H x and the feature rows.
 
   For real x, G is symmetric: its upper triangle (norms squared on the diagonal, inner products off it)
@@ -149,7 +159,7 @@ def invariant_features(x: Array, n_features: int = 0) -> Array:
   """
   vec = x[..., :x.shape[-2] - n_features, :]
   m = x.shape[-1]
-  gram = jnp.swapaxes(jnp.conj(vec), -1, -2) @ vec
+  gram = dot(jnp.swapaxes(jnp.conj(vec), -1, -2), vec, precision)
   iu = np.triu_indices(m)
   parts = [jnp.real(gram[..., iu[0], iu[1]])]
   if jnp.iscomplexobj(x):
@@ -182,14 +192,14 @@ def init_mlp(key: Array, sizes: Sequence[int], *, dtype=jnp.float32) -> Params:
           for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
 
 
-def apply_mlp(params: Params, x: Array, *, activation=scalar_softsign) -> Array:
+def apply_mlp(params: Params, x: Array, *, activation=scalar_softsign, precision=None) -> Array:
   """Run the scalar MLP on `(..., sizes[0])`; `activation` on hidden layers, identity on the output."""
   d_in = params[0]["W"].shape[0]
   if x.shape[-1] != d_in:
     raise ValueError(f"x has shape {tuple(x.shape)}, expected (..., {d_in})")
   checks.check_finite("x", x)
   for i, layer in enumerate(params):
-    x = x @ layer["W"] + layer["b"]
+    x = dot(x, layer["W"], precision) + layer["b"]
     if i < len(params) - 1:
       x = activation(x)
   return x
@@ -201,9 +211,9 @@ def init_invariant_head(key: Array, m: int, hidden: Sequence[int], n_out: int = 
   return init_mlp(key, (num_invariants(m, is_complex, n_features), *hidden, n_out), dtype=dtype)
 
 
-def apply_invariant_head(params: Params, x: Array, *, n_features: int = 0) -> Array:
+def apply_invariant_head(params: Params, x: Array, *, n_features: int = 0, precision=None) -> Array:
   """Invariant scalars (e.g. an energy) from vectors `(..., n + n_features, M)` -> `(..., n_out)`."""
-  return apply_mlp(params, invariant_features(x, n_features))
+  return apply_mlp(params, invariant_features(x, n_features, precision=precision), precision=precision)
 
 
 def vector_norms(x: Array) -> Array:

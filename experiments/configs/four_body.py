@@ -27,6 +27,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Network (Sec. 4.2): 6 -> 50 -> 90 -> 100 -> 80 -> 50 -> 4 vectors, 52,000 real parameters.
   c.sizes = (6, 50, 90, 100, 80, 50, 4)
   c.activation = "softsign"
+  # Smooth unit vectors x / sqrt(|x|^2 + eps^2) in every layer (docs/decisions.md §14); 0 = the paper's eq. 9.
+  c.eps = 0.0
+  # Precision of the network's products: "highest" (full float32 on every backend), "tf32" (GPU), "bf16", "default".
+  c.precision = "highest"
   c.dtype = "float32"
   c.seed = 0
   # Optimizer: the quick default is mini-batch Adam with warm-up and cosine decay; `paper` is full-batch FIRE.

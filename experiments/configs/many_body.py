@@ -39,6 +39,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Network (Sec. 4.5): n_descriptors, 200, 100, 50, 10, 1 vectors; softsign with residue, identity output.
   c.hidden = (200, 100, 50, 10)
   c.activation = "softsign"
+  # Smooth unit vectors x / sqrt(|x|^2 + eps^2) in every layer (docs/decisions.md §14); 0 = the paper's eq. 9.
+  c.eps = 0.0
+  # Precision of the network's products: "highest" (full float32 on every backend), "tf32" (GPU), "bf16", "default".
+  c.precision = "highest"
   c.dtype = "float32"
   c.seed = 0
   # Optimizer: the quick default is mini-batch Adam on batches of atoms; `paper` is full-batch FIRE.
