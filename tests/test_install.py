@@ -69,7 +69,9 @@ def test_constraints_pin_every_requirement_inside_its_range():
 
 
 def test_constraints_cover_what_the_installed_requirements_pull_in():
-  """Every distribution reached from unitary_enn's requirements (with [test]) is pinned, so the lock is closed."""
+  """Every distribution reached from unitary_enn's requirements (with [test]) is pinned, so the lock is closed.
+
+  Walks the installed metadata, following only distributions installed at their pinned version."""
   pins = _constraints()
   todo = [r for r in _requirements() if r.marker is None or r.marker.evaluate({"extra": "test"})]
   todo = [(canonicalize_name(r.name), frozenset(r.extras)) for r in todo]
@@ -82,9 +84,12 @@ def test_constraints_cover_what_the_installed_requirements_pull_in():
     if name not in pins:
       missing.append(name)
     try:
-      requires = importlib.metadata.distribution(name).requires or []
+      dist = importlib.metadata.distribution(name)
     except importlib.metadata.PackageNotFoundError:
       continue  # not installed here (e.g. pytest-xdist in an older venv): its own requirements are unknown
+    if name in pins and Version(dist.version) != pins[name]:
+      continue  # another version than the lock's (an existing environment): its requirements are not the lock's
+    requires = dist.requires or []
     checked += 1
     for r in map(Requirement, requires):
       if r.marker is None or any(r.marker.evaluate({"extra": e}) for e in extras | {""}):
@@ -147,7 +152,7 @@ def test_python_m_unitary_enn_info_json_imports_nothing_heavy():
   assert report["jax"]["backend"] == "cpu" and report["jax"]["devices"][0].startswith("cpu:0")
   assert report["jax"]["jax_enable_x64"] is True
   assert report["environment"]["JAX_PLATFORMS"] == "cpu"
-  assert report["unitary_enn"]["path"] == os.path.join(ROOT, "unitary_enn")
+  assert os.path.realpath(report["unitary_enn"]["path"]) == os.path.realpath(os.path.join(ROOT, "unitary_enn"))
 
 
 def _has_offline_wheel_backend() -> bool:

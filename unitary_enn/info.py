@@ -142,7 +142,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"  {'float32 matmul':<28}  {jx['float32_matmul']} "
                  f"(max rel. error {jx['float32_matmul_rel_error']:.1e} vs float64)")
   lines += ["", "environment"]
-  lines += [f"  {k}={v}" for k, v in report["environment"].items()] or ["  (no JAX_, XLA_, CUDA or UENN_ variables set)"]
+  lines += ([f"  {k}={v}" for k, v in report["environment"].items()]
+            or ["  (no JAX_, XLA_, CUDA or UENN_ variables set)"])
   return "\n".join(lines)
 
 
