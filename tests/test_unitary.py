@@ -206,9 +206,14 @@ def test_task_data():
   assert data.in_scale == pytest.approx(1.0) and 0 < data.delta_scale < data.target_scale
 
 
-def test_trained_uenn_is_equivariant_to_float32_rounding(tiny_run):
+@pytest.fixture(scope="module")
+def tiny_dynamics_data():
+  return unitary.make_task_data(unitary_config.get_config("tiny"), "dynamics", 3)
+
+
+def test_trained_uenn_is_equivariant_to_float32_rounding(tiny_run, tiny_dynamics_data):
   workdir, config, _ = tiny_run
-  data = unitary.make_task_data(config, "dynamics", 3)
+  data = tiny_dynamics_data
   # Resumes the finished sub-run: the trained parameters, no training.
   res, predict, _ = unitary.fit(config, data, "uenn", os.path.join(workdir, "dynamics", "n3", "uenn"),
                                 log=lambda s: None)
@@ -219,11 +224,11 @@ def test_trained_uenn_is_equivariant_to_float32_rounding(tiny_run):
   uenn.assert_equivariant(f, x, key=jax.random.PRNGKey(3), rtol=1e-5, atol=1e-5)
 
 
-def test_cayley_models_are_equivariant_and_keep_norms():
+def test_cayley_models_are_equivariant_and_keep_norms(tiny_dynamics_data):
   """The Cayley-step models of the binary, with random weights: the UENN's is equivariant in complex64, and
   both keep each orbital's norm whatever the network outputs."""
   config = unitary_config.get_config("tiny")
-  data = unitary.make_task_data(config, "dynamics", 3)
+  data = tiny_dynamics_data
   x = jnp.asarray(data.splits["test"].inputs[:8], jnp.complex64)
   for kind in unitary.CAYLEY_MODELS:
     init, apply = unitary.model_fns(kind, data, config, jnp.float32)
