@@ -27,7 +27,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from experiments.common import experiment_main, setup_dtype
+from experiments.common import experiment_main, prepare_workdir, setup_dtype
 
 TASKS = ("loewdin", "dynamics")
 MODELS = ("uenn", "mlp")  # the comparison of every task
@@ -475,7 +475,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   t_start = time.time()
   load_start = os.getloadavg()
-  os.makedirs(workdir, exist_ok=True)
+  prepare_workdir(workdir)
   dtype = setup_dtype(config)
   for task in config.tasks:
     num_vectors(config, task, 2)  # unknown task names fail here, before any training

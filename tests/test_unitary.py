@@ -170,7 +170,7 @@ def tiny_run(tmp_path_factory):
 def test_run_writes_results_and_figures(tiny_run):
   workdir, config, results = tiny_run
   for f in ("results.json", "table.md", "figures/dynamics_loss_n3.png", "figures/dynamics_errors_vs_n.png",
-            "figures/dynamics_learning_curve.png", "figures/dynamics_rollout.png", "dynamics/n3/uenn/checkpoint.pkl"):
+            "figures/dynamics_learning_curve.png", "figures/dynamics_rollout.png", "dynamics/n3/uenn/checkpoint.msgpack"):
     assert os.path.getsize(os.path.join(workdir, f)) > 0, f
   on_disk = json.load(open(os.path.join(workdir, "results.json")))
   assert on_disk["versions"]["jax"] == jax.__version__ and on_disk["config"]["ns"] == [3]
