@@ -143,11 +143,13 @@ def test_adam_skips_non_finite_mini_batches_without_poisoning_the_parameters(tmp
 ])
 def test_bad_training_config_is_rejected_before_any_step(key, value, match):
   """Row "--config.steps=0 or negative: writes an untrained model ... then crashes in plotting" (library side)."""
-  params, tr, va, loss = _problem(n=64)
+  params, tr, va, loss = _problem(n=200)
   with pytest.raises(ValueError, match=match):
     training.train(loss, params, tr, va, _config(**{key: value}), None, log=lambda s: None)
   with pytest.raises(ValueError, match="FIRE f_dec must be < 1"):
     training.check_config(_config(optimizer="fire", fire=dict(variant="paper", f_dec=2.0)))
+  with pytest.raises(ValueError, match="validation sets must not be empty, got 192 and 0"):
+    training.train(loss, params, tr, (va[0][:0], va[1][:0]), _config(), None, log=lambda s: None)
 
 
 def test_unknown_optimizer():

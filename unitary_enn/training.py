@@ -219,6 +219,9 @@ def train(loss_fn: Callable,
       raise ValueError(f"{name} contain NaN or Inf")
   if len(x_train) != len(y_train) or len(x_val) != len(y_val):
     raise ValueError("inputs and targets must have the same number of samples")
+  if not len(x_train) or not len(x_val):
+    raise ValueError(f"the training and validation sets must not be empty, got {len(x_train)} and {len(x_val)} "
+                     "samples")
   monitor = {name: tuple(jnp.asarray(a) for a in xy) for name, xy in (monitor or {}).items()}
 
   optimizer = make_optimizer(config)
