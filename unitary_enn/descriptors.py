@@ -115,12 +115,13 @@ def _pair_terms(dr: Array, valid: Array, r_s: Array, eta: Array, r_cut: float, c
 
   Returns:
     g `(..., K)` (eq. 33, zero for invalid pairs, r = 0 or r >= r_cut) and r_hat `(..., 3)` (zero likewise).
-    A pair whose distance is not finite (a NaN or Inf position, under jit where it cannot be rejected) gives
-    non-finite g and r_hat, so the atoms that see it get non-finite descriptors instead of losing a neighbour.
+    A pair whose distance is NaN (a NaN position, under jit where it cannot be rejected) gives NaN g and r_hat,
+    so the atoms that see it get NaN descriptors instead of losing a neighbour; an infinite distance (an atom at
+    infinity, or a squared distance that overflows) is beyond the cutoff.
   """
   r2 = jnp.sum(dr * dr, axis=-1)
   # Comparisons with NaN are False: without this the pair would silently drop out of the sums.
-  poison = jnp.where(valid & ~jnp.isfinite(r2), r2, 0.0)[..., None]
+  poison = jnp.where(valid & jnp.isnan(r2), r2, 0.0)[..., None]
   valid = valid & (r2 > 0) & (r2 < r_cut * r_cut)
   r = jnp.sqrt(jnp.where(valid, r2, 1.0))
   g = jnp.where(valid[..., None], gaussian_basis(r, r_s, eta) * cutoff(r, r_cut)[..., None], 0.0) + poison

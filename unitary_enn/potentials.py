@@ -73,8 +73,8 @@ def _dense_energy(positions, box, r_cut, epsilon, sigma):
   if r_cut is not None:
     mask = mask & (r2 < r_cut * r_cut)
   # Safe masking: excluded pairs (the diagonal r = 0) get r2 = 1 inside, so no inf/NaN leaks into gradients.
-  # A non-finite distance (NaN positions under jit) is carried into the sum rather than masked away.
-  poison = jnp.where(~jnp.eye(n, dtype=bool) & ~jnp.isfinite(r2), r2, 0.0)
+  # A NaN distance (NaN positions under jit) is carried into the sum rather than masked away.
+  poison = jnp.where(~jnp.eye(n, dtype=bool) & jnp.isnan(r2), r2, 0.0)
   e = jnp.where(mask, lj_pair_energy(jnp.where(mask, r2, 1.0), epsilon, sigma), 0.0) + poison
   return 0.5 * jnp.sum(e, axis=(-1, -2))
 
@@ -147,7 +147,7 @@ def _lj_cut_pairs(positions, neighbor, displacement_fn, r_cut, epsilon, sigma):
   """
   i, j, dr, valid, once = neighbor_pairs(positions, neighbor, displacement_fn)
   r2 = jnp.sum(dr * dr, axis=-1)
-  poison = jnp.where(valid & ~jnp.isfinite(r2), r2, 0.0)  # a NaN distance must not drop out (NaN > 0 is False)
+  poison = jnp.where(valid & jnp.isnan(r2), r2, 0.0)  # a NaN distance must not drop out (NaN > 0 is False)
   inside = valid & (r2 > 0) & (r2 < r_cut * r_cut)
   r2_safe = jnp.where(inside, r2, 1.0)
   r = jnp.sqrt(r2_safe)
