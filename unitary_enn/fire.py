@@ -120,7 +120,7 @@ def scale_by_fire(dt: float = 0.001,
         dt=jnp.asarray(dt, real),
         alpha=jnp.asarray(alpha_start, real),
         count=jnp.zeros([], jnp.int32),
-    nonfinite=jnp.zeros([], jnp.int32))
+        nonfinite=jnp.zeros([], jnp.int32))
 
   def update_fn(grads, state, params=None):
     del params
@@ -146,7 +146,6 @@ def scale_by_fire(dt: float = 0.001,
       v = _mix(v, f, alpha)
       # NaN compares False: `~(power > 0)` makes a NaN power uphill, as it must be.
       uphill = ~(power > 0) | ~jnp.isfinite(power) | ~jnp.isfinite(_vdot(v, v)) | ~finite
-      updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), updates)
       new_step, new_alpha = adapt(uphill, count)
       v = jax.tree.map(lambda vi: jnp.where(uphill, jnp.zeros_like(vi), vi), v)
       count = jnp.where(uphill, 0, count)
@@ -163,8 +162,9 @@ def scale_by_fire(dt: float = 0.001,
       v = jax.tree.map(lambda vi: jnp.where(uphill, jnp.zeros_like(vi), vi), v)
       v = jax.tree.map(lambda vi, fi: (vi + fi / mass * new_step).astype(vi.dtype), v, f)
       v = _mix(v, f, new_alpha)
-      updates = jax.tree.map(lambda b, vi: jnp.where(finite, b + new_step * vi, 0).astype(vi.dtype), back, v)
-    # A finite gradient can still overflow the velocity or the step (F / m, norms): such a step is skipped too.
+      updates = jax.tree.map(lambda b, vi: (b + new_step * vi).astype(vi.dtype), back, v)
+    # No update for a non-finite gradient; and a finite gradient can still overflow the velocity or the step
+    # (F / m, norms): such a step is skipped too.
     bad = ~finite | ~_all_finite(v) | ~_all_finite(updates)
     updates = jax.tree.map(lambda u: jnp.where(bad, jnp.zeros_like(u), u), updates)
     v = jax.tree.map(lambda vi: jnp.where(bad, jnp.zeros_like(vi), vi), v)

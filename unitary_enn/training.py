@@ -91,8 +91,8 @@ def check_config(config) -> None:
 def make_optimizer(config) -> optax.GradientTransformation:
   """The optimizer of a config: "fire" (full batch) or "adam" (mini-batch, warm-up + cosine decay).
 
-  Both leave the parameters and their own state unchanged on a non-finite gradient: FIRE by itself (counting it
-  in `ScaleByFireState.nonfinite`), Adam through `optax.apply_if_finite`.
+  Neither changes a parameter on a non-finite gradient: FIRE treats it as uphill (velocity reset, dt shrunk) and
+  counts it in `ScaleByFireState.nonfinite`; Adam skips the step (`optax.apply_if_finite`), its moments untouched.
   """
   name = config.optimizer
   if name == "fire":
