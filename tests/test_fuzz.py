@@ -5,11 +5,13 @@ Inf. Each call either raises ValueError / TypeError with a message, or returns f
 invariant) where the function is; never NaN from finite input, never an error from inside a dependency.
 """
 
+import os
+import traceback
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -76,12 +78,18 @@ def accepted(name: str) -> None:
   ACCEPTED[name] = ACCEPTED.get(name, 0) + 1
 
 
+PACKAGE = os.path.dirname(os.path.abspath(uenn.__file__))
+
+
 def attempt(fn, *args, **kwargs):
-  """fn's result, or None when it raised ValueError / TypeError with a message (anything else propagates)."""
+  """fn's result, or None when it raised ValueError / TypeError with a message from a validator of the package
+  (anything else, or the same errors raised inside a dependency, propagates)."""
   try:
     return fn(*args, **kwargs)
   except (ValueError, TypeError) as e:
     assert str(e).strip(), f"{type(e).__name__} without a message"
+    origin = traceback.extract_tb(e.__traceback__)[-1].filename
+    assert os.path.abspath(origin).startswith(PACKAGE + os.sep), f"{type(e).__name__} from {origin}: {e}"
     return None
 
 
