@@ -228,7 +228,7 @@ def test_descriptors_either_refuse_or_are_finite_and_equivariant(case):
     assert close(rotated, want, p.dtype, float(np.max(np.abs(np.asarray(d)), initial=0.0)) + 1.0)
 
 
-@FUZZ
+@settings(FUZZ, max_examples=8)
 @given(case=cases(dict(positions=positions([(3, 3), (2, 4, 3)], [(3, 2)])[0], box=BOX[0], r_cut=CUT[0],
                        truncate=st.booleans()),
                   dict(positions=positions([(3, 3), (2, 4, 3)], [(3, 2)])[1], box=BOX[1], r_cut=CUT[1])))
@@ -278,7 +278,7 @@ def test_four_atom_force_field_either_refuses_or_is_finite_and_equivariant(case)
 MOMENTA = positions([(3, 3), (2, 3, 3)], [(3,)], (1e-3, 1.0, 1e3))  # eV ps / A; p^2 / m overflows float32 at ~1e18
 
 
-@FUZZ
+@settings(FUZZ, max_examples=8)
 @given(case=cases(dict(momenta=MOMENTA[0], mass=st.sampled_from([0.004, [1.0, 2.0, 3.0]]), temperature=st.just(60.0)),
                   dict(momenta=MOMENTA[1], mass=st.sampled_from([0.0, -1.0, float("nan"), float("inf"), [1.0, 2.0]]),
                        temperature=st.sampled_from([0.0, -5.0, float("nan")]))))
