@@ -78,8 +78,9 @@ def get_cutoff(cutoff: str | CutoffFn) -> CutoffFn:
 
 def radial_grid(start: float, n: int, step: float = 0.1) -> np.ndarray:
   """Centres r_s^a = start + a * step, a = 0..n-1 (A), float64."""
-  if n < 1 or step <= 0:
-    raise ValueError(f"radial_grid needs n >= 1 and step > 0, got n={n}, step={step}")
+  n, step = checks.positive_int("n", n), checks.positive("step", step)
+  if isinstance(start, (bool, str)) or not np.isfinite(float(start)):
+    raise ValueError(f"start must be a finite number of A, got {start!r}")
   return start + step * np.arange(n, dtype=np.float64)
 
 
@@ -114,12 +115,17 @@ def _pair_terms(dr: Array, valid: Array, r_s: Array, eta: Array, r_cut: float, c
 
   Returns:
     g `(..., K)` (eq. 33, zero for invalid pairs, r = 0 or r >= r_cut) and r_hat `(..., 3)` (zero likewise).
+    A pair whose distance is NaN (a NaN position, under jit where it cannot be rejected) gives NaN g and r_hat,
+    so the atoms that see it get NaN descriptors instead of losing a neighbour; an infinite distance (an atom at
+    infinity, or a squared distance that overflows) is beyond the cutoff.
   """
   r2 = jnp.sum(dr * dr, axis=-1)
+  # Comparisons with NaN are False: without this the pair would silently drop out of the sums.
+  poison = jnp.where(valid & jnp.isnan(r2), r2, 0.0)[..., None]
   valid = valid & (r2 > 0) & (r2 < r_cut * r_cut)
   r = jnp.sqrt(jnp.where(valid, r2, 1.0))
-  g = jnp.where(valid[..., None], gaussian_basis(r, r_s, eta) * cutoff(r, r_cut)[..., None], 0.0)
-  r_hat = jnp.where(valid[..., None], dr / r[..., None], 0.0)
+  g = jnp.where(valid[..., None], gaussian_basis(r, r_s, eta) * cutoff(r, r_cut)[..., None], 0.0) + poison
+  r_hat = jnp.where(valid[..., None], dr / r[..., None], 0.0) + poison
   return g, r_hat
 
 
@@ -127,19 +133,17 @@ def _pair_terms(dr: Array, valid: Array, r_s: Array, eta: Array, r_cut: float, c
 
 
 def _check_basis(r_s, eta, r_cut):
-  r_s = np.asarray(r_s, np.float64)
+  r_s = checks.as_array("r_s", r_s, numpy=True).astype(np.float64)
   if r_s.ndim != 1 or r_s.size == 0:
     raise ValueError(f"r_s must be a non-empty 1-D sequence of centres in A, got shape {r_s.shape}")
   if not np.all(np.isfinite(r_s)):
     raise ValueError("r_s contains NaN or Inf")
-  eta_arr = np.asarray(eta, np.float64)
+  eta_arr = checks.as_array("eta", eta, numpy=True).astype(np.float64)
   if eta_arr.ndim not in (0, 1) or (eta_arr.ndim == 1 and eta_arr.shape != r_s.shape):
     raise ValueError(f"eta must be a scalar or have the shape of r_s {r_s.shape}, got {eta_arr.shape}")
-  if not np.all(eta_arr > 0):
-    raise ValueError(f"eta must be > 0 (A^-2), got {eta}")
-  if not (isinstance(r_cut, (int, float, np.floating, np.integer)) and r_cut > 0):
-    raise ValueError(f"r_cut must be a positive number of A, got {r_cut!r}")
-  return r_s, eta_arr, float(r_cut)
+  if not np.all((eta_arr > 0) & np.isfinite(eta_arr)):
+    raise ValueError(f"eta must be positive and finite (A^-2), got {eta}")
+  return r_s, eta_arr, checks.positive("r_cut (A)", r_cut)
 
 
 def _node_features(n_atoms: int, species, n_species, node_features, dtype) -> tuple[Array, int]:
@@ -205,7 +209,7 @@ def _dense_sums(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vector, b
 
 def _dense(positions, box, r_s, eta, r_cut, cutoff, species, n_species, node_features, vector, block):
   r_s, eta, r_cut = _check_basis(r_s, eta, r_cut)
-  positions = jnp.asarray(positions)
+  positions = checks.as_array("positions", positions)
   checks.check_positions(positions)
   box = checks.check_box(box, r_cut)
   dtype = _float_dtype(positions)
@@ -213,6 +217,7 @@ def _dense(positions, box, r_s, eta, r_cut, cutoff, species, n_species, node_fea
   v, s = _node_features(positions.shape[0], species, n_species, node_features, dtype)
   if block is None:
     block = _block_size(positions.shape[0], positions.shape[0] * len(r_s) * s * (3 if vector else 1))
+  block = checks.positive_int("block", block)
   return _dense_sums(positions, v, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype), box=box, r_cut=r_cut,
                      cutoff=get_cutoff(cutoff), vector=vector, block=int(block))
 
@@ -437,8 +442,9 @@ def init_vector_gnn(key: Array, n_edge: int, n_out: int, n_species: int = 1, *, 
 
   n_edge = number of Gaussian edge features b (len(r_s)), n_species = node features d, n_out = channels a.
   """
-  if min(n_edge, n_out, n_species) < 1:
-    raise ValueError(f"n_edge, n_out and n_species must be >= 1, got {n_edge}, {n_out}, {n_species}")
+  checks.prng_key("key", key)
+  n_edge, n_out, n_species = (checks.positive_int(k, v) for k, v in (("n_edge", n_edge), ("n_out", n_out),
+                                                                      ("n_species", n_species)))
   w = glorot_uniform(key, (n_edge * n_species, n_out), dtype).reshape(n_species, n_edge, n_out)
   return {"w": jnp.swapaxes(w, 0, 1)}
 
@@ -463,8 +469,12 @@ def apply_vector_gnn(params: dict, edge_sums: Array, *, activation="identity") -
   Returns:
     `(..., 3, A)`, equivariant in the coordinate axis.
   """
+  if not isinstance(params, dict) or "w" not in params or np.ndim(params["w"]) != 3:
+    raise ValueError("params must be {'w': (n_edge, n_species, n_out)} from init_vector_gnn")
   w = params["w"]
   b, s, a = w.shape
+  edge_sums = checks.as_array("edge_sums", edge_sums)
+  checks.check_shape("edge_sums", edge_sums, (..., 3, None))
   if edge_sums.shape[-1] != b * s:
     raise ValueError(f"edge_sums has {edge_sums.shape[-1]} channels, expected n_species * n_edge = {s} * {b}")
   g = edge_sums.reshape(edge_sums.shape[:-1] + (s, b))

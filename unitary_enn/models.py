@@ -300,6 +300,8 @@ def four_body_force_fn(params, scales, activation: str | Callable = "softsign", 
     predict = symmetrize_permutations(predict, 4)
 
   def force_fn(positions: Array, **unused_kwargs) -> Array:
+    positions = checks.as_array("positions", positions)  # complex positions: a TypeError, not a dropped Im part
+    checks.check_shape("positions", positions, (..., 4, 3))
     x = relative_vectors(positions.astype(dtype)) / in_scale
     y = predict(params, x) * out_scale
     return jnp.swapaxes(y, -1, -2)
