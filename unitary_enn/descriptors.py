@@ -136,19 +136,25 @@ def _pair_terms(dr: Array, valid: Array, r_cut: float, cutoff: CutoffFn, vector:
 
 # --- The sum over a pair's Gaussians: the full basis or the band around r -------------------------------
 #
-# With eta = 100 A^-2 a Gaussian whose centre is 0.45 A from r is exp(-20.25) = 1.6e-9, far below float32
-# rounding, so a pair only needs the ~9 of the 73 centres nearest to r (`_band_width`). The band's values are
-# computed exactly as `gaussian_basis` computes them (same r, same centres, same operations) and added into
-# their K channels by a scatter-add; the sum then differs from the full one by rounding only.
+# A pair at distance r needs only the centres whose Gaussian exp(-eta (r - r_s)^2) does not underflow; the
+# band holds those consecutive centres, computed exactly as `gaussian_basis` computes them (same r, same
+# centres, same operations) and scatter-added into their K channels, so that every channel, however small,
+# equals the full sum's to rounding. Dropping more (e.g. all Gaussians below 2^-24, 9 of the 73 centres of
+# Sec. 4.5) is exact to rounding relative to the largest channel but not per channel, and the network reads
+# the direction of every channel through e = x / |x| (eq. 9): a channel made only of Gaussian tails
+# (1e-12 .. 1e-38 in float32) still carries the direction of its nearest neighbours, and zeroing it changes
+# the forces of a trained Sec. 4.5 network by ~10% of their largest value (see benchmarks/descriptor_sum.py).
+
+BAND_MAX_FRACTION = 1 / 4  # automatic band only when it holds at most this fraction of the centres
 
 
 def _band_width(r_s, eta, dtype) -> int | None:
-  """Centres per pair of a banded Gaussian sum that is exact to the rounding of `dtype`, or None.
+  """The narrowest band of centres per pair that gives every channel of the sum to rounding, or None.
 
-  Every centre farther than sqrt(ln(1/u) / eta) from r has exp(-eta (r - r_s)^2) < u = eps / 2, below the
-  rounding of a unit term (float32: 0.41 A for eta = 100 A^-2; float64: 0.61 A). The band holds the kb
-  consecutive centres nearest to r (`_band_start`), so every centre left out lies at least kb / 2 grid steps
-  from r; kb is the smallest width for which that is beyond reach.
+  A Gaussian farther than sqrt(-ln(tiny) / eta) from r underflows to zero (tiny: the smallest subnormal
+  number of `dtype`, whether or not the backend flushes subnormals; float32: 1.02 A for eta = 100 A^-2,
+  float64: 2.73 A), so the full sum holds nothing of it either. The band holds the kb consecutive centres nearest to r (`_band_start`), so every centre left out
+  lies at least kb / 2 grid steps from r; kb is the smallest width for which that is beyond reach.
 
   Args:
     r_s: `(K,)` centres in A.
@@ -156,8 +162,8 @@ def _band_width(r_s, eta, dtype) -> int | None:
     dtype: the float dtype of the sum.
 
   Returns:
-    kb, or None (use the full sum) when the centres or eta are traced, the centres are not a uniform grid
-    (to 1e-3 of a step), eta differs between centres, or the band would hold more than half the centres.
+    kb, or None when the centres or eta are traced, the centres are not a uniform grid (to 1e-3 of a step),
+    eta differs between centres, or the band would hold more than half of the centres.
   """
   if not (checks.is_concrete(r_s) and checks.is_concrete(eta)):
     return None
@@ -172,11 +178,23 @@ def _band_width(r_s, eta, dtype) -> int | None:
   off_grid = float(np.max(np.abs(r_s - (r_s[0] + step * np.arange(k)))))
   if off_grid > 1e-3 * step:
     return None
-  u = float(np.finfo(dtype).eps) / 2
-  # Reach of a Gaussian above u, plus the grid's irregularity and the rounding of the band index (1e-3 step).
-  reach = math.sqrt(math.log(1.0 / u) / float(eta.flat[0])) + 2.0 * off_grid + 1e-3 * step
+  tiny = float(np.finfo(dtype).smallest_subnormal)
+  # Reach of a Gaussian above underflow, plus the grid's irregularity and the rounding of the band index.
+  reach = math.sqrt(-math.log(tiny) / float(eta.flat[0])) + 2.0 * off_grid + 1e-3 * step
   kb = int(math.ceil(2.0 * reach / step))
   return kb if 2 * kb <= k else None
+
+
+def _auto_band(r_s, eta, dtype) -> int | None:
+  """The band used when none is asked for: `_band_width` when it is at most `BAND_MAX_FRACTION` of the
+  centres, else None (the full sum).
+
+  The band replaces K exponentials per pair by kb and a scatter-add of kb x 3 numbers; on a 2-core AMD EPYC
+  (XLA CPU) it paid at kb = 9 of 73 (1.1-1.2x), not at 16 or 19 (0.8-1.0x): benchmarks/descriptor_sum.py.
+  The exact band of the paper's basis in float32 is 21 of 73, so its sums are full.
+  """
+  kb = _band_width(r_s, eta, dtype)
+  return kb if kb is not None and kb <= BAND_MAX_FRACTION * np.shape(r_s)[0] else None
 
 
 def _band_start(r: Array, r_s: Array, kb: int) -> Array:
@@ -246,9 +264,10 @@ def _row_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, band: int | 
 
 
 def _band_option(band, r_s, eta, dtype) -> int | None:
-  """The band width to use: None = automatic (`_band_width`), 0 / False = full sum, or a width in centres."""
+  """The band width to use: None = automatic (`_auto_band`), 0 / False = full sum, or a width in centres
+  (at least `_band_width`)."""
   if band is None:
-    return _band_width(r_s, eta, dtype)
+    return _auto_band(r_s, eta, dtype)
   if band is False or band == 0:
     return None
   exact = _band_width(r_s, eta, dtype)
@@ -260,7 +279,7 @@ def _band_option(band, r_s, eta, dtype) -> int | None:
   if exact is None or band < exact:
     need = (f"a band >= {exact}" if exact is not None else "the full sum (band=0): its centres are not a "
             "uniform grid with one eta, or an exact band would hold more than half of them")
-    raise ValueError(f"band={band} would drop Gaussians above the rounding of {jnp.dtype(dtype).name}; "
+    raise ValueError(f"band={band} would drop Gaussians that do not underflow in {jnp.dtype(dtype).name}; "
                      f"this basis needs {need}")
   return int(band)
 
@@ -411,7 +430,7 @@ def _block_size(n_rows: int, row_cost: int, budget: int | None = None, *, itemsi
 def _dense_sums(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vector, block, band=None):
   """Sums over all pairs (eq. 34-35) in blocks of `block` rows; `(N, [3,] S * K)`.
 
-  band: None = the exact band when the basis allows it (`_band_width`), 0 = the full basis, or a width.
+  band: None = automatic (`_auto_band`), 0 = the full basis, or a width of at least `_band_width`.
   """
   kb = _band_option(band, r_s, eta, jnp.asarray(node_feat).dtype)
   return _dense_sums_jit(positions, node_feat, r_s, eta, box=box, r_cut=r_cut, cutoff=cutoff, vector=vector,
@@ -522,7 +541,7 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   """Sums over neighbours of eq. 33-35 terms for any jax-md format; `(N, [3,] S, K)` flattened to channels.
 
   Displacements are taken in the positions' dtype; the pair terms and sums in the dtype of `node_feat`.
-  band: None = the exact band when the basis allows it (`_band_width`), 0 = the full basis, or a width.
+  band: None = automatic (`_auto_band`), 0 = the full basis, or a width of at least `_band_width`.
   block: rows (Dense) or pairs (Sparse) per block; None = `_block_size` for the default device.
   """
   n = positions.shape[0]
