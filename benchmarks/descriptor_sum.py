@@ -12,20 +12,19 @@ the library refuses it, because the network reads the direction of every channel
 
 The sum is `descriptors._neighbor_list_sums` as MD calls it (vector descriptors eq. 51, the paper's basis
 r_s = 2.8..10 A, eta = 100 A^-2, r_cut = 10 A, cosine cutoff, float32) on the jittered 60 K crystal of
-`benchmarks.md_throughput` with a jax-md neighbor list (skin 1 A, capacity x1.25), band=0 (plain) or None
-(automatic: banded where exact to float rounding). Timings are medians of repeats after a compiled warm-up, in
+`benchmarks.md_throughput` with a jax-md neighbor list (skin 1 A, capacity x1.25), band=0 (plain) or a band
+width. Timings are medians of repeats after a compiled warm-up, in
 wall and in CPU seconds of the process (the latter much less disturbed by other jobs on a shared machine);
 the ratio plain / banded is taken within one run.
 
 --network adds the force evaluation of the Sec. 4.5 network (sum, then 73-200-100-50-10-1; random weights
-or --model), plain and banded, and the largest force difference. --budgets times the banded Dense sum with the block budgets 2^b numbers (the
-default is `descriptors.CPU_BLOCK_BUDGET` on CPU). --what_if times two variants that change code outside the
+or --model), plain and banded, and the largest force difference. --budgets times the Dense sums (banded and
+plain) with block budgets of 2^b numbers (the default is `descriptors.CPU_BLOCK_BUDGET` on CPU). --what_if times two variants that change code outside the
 sum (not adopted here; for whoever owns that code): the cosine cutoff as a polynomial instead of libm cos, and
 a periodic displacement by rounding instead of jax-md's fmod.
 """
 
 from __future__ import annotations
-
 
 from absl import app, flags
 
@@ -40,7 +39,7 @@ def define_flags() -> None:
   flags.DEFINE_list("formats", ["dense"], "Neighbor list formats: dense, sparse, ordered_sparse.")
   flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
   flags.DEFINE_bool("network", True, "Also time the network force evaluation (sum + network), plain and banded.")
-  flags.DEFINE_list("budgets", [], "log2 of block budgets (numbers) to time for the banded Dense sum.")
+  flags.DEFINE_list("budgets", [], "log2 of block budgets (numbers) to time for the Dense sums.")
   flags.DEFINE_bool("what_if", False, "Also time variants that change code outside the sum (not adopted).")
   flags.DEFINE_list("bands", [], "Band widths to time against the plain sum (default: the exact width).")
   flags.DEFINE_string("model", None, "A many_body workdir whose network gives the forces (default: random weights, "
