@@ -354,7 +354,7 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
                                                       r_cut=b.r_cut, cutoff=b.cutoff, block=block)
 
   def force_fn(positions, neighbor, **unused_kwargs):
-    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype)
+    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype, precision=precision)
     y = apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation, eps=model.eps,
                    precision=precision) * out_scale
     return y[..., 0].astype(positions.dtype)
