@@ -10,7 +10,8 @@
   optional `patience` (evaluations without improvement before stopping early; 0 = never), `microbatch`
   (samples per chunk of the full-batch gradient, summed exactly; default `DEFAULT_MICROBATCH`) and
   `max_nonfinite_steps` (default `DEFAULT_MAX_NONFINITE`). `check_config` validates them all.
-* Several devices: `devices` (0 or absent = every local device when there is more than one; n = the first n)
+* Several devices: `devices` (0 or absent = every device jax sees when there is more than one and the mini-batch
+  splits evenly over them, else one; n = the first n)
   makes the loop data-parallel (`parallel`): parameters and optimizer state are replicated, each mini-batch (and
   each chunk of a full-batch gradient) is split over the devices along the sample axis, and XLA sums the
   gradients over them. Results equal one device's to float rounding (tests/test_parallel.py). Several hosts: call
@@ -233,11 +234,16 @@ def train(loss_fn: Callable,
   monitor = {name: tuple(jnp.asarray(a) for a in xy) for name, xy in (monitor or {}).items()}
 
   mesh = training_mesh(config)
+  if mesh is not None and not full_batch and batch_size % mesh.devices.size:
+    d = mesh.devices.size
+    if int(_get(config, "devices", 0) or 0):
+      raise ValueError(f"config.batch_size = {batch_size} must be a multiple of the {d} devices (config.devices)")
+    log(f"training on one device: config.batch_size = {batch_size} does not split over the {d} devices jax sees "
+        "(set config.devices)")
+    mesh = None
   constrain = lambda a: parallel.batch_constraint(a, mesh)  # noqa: E731
   if mesh is not None:
     d = mesh.devices.size
-    if not full_batch and batch_size % d:
-      raise ValueError(f"config.batch_size = {batch_size} must be a multiple of the {d} devices (config.devices)")
     log(f"data-parallel training over {d} devices ({', '.join(str(x) for x in mesh.devices.flat)})")
     x_train, y_train, x_val, y_val = parallel.replicate((x_train, y_train, x_val, y_val), mesh)
   optimizer = make_optimizer(config)
