@@ -10,6 +10,9 @@
   optional `patience` (evaluations without improvement before stopping early; 0 = never), `microbatch`
   (samples per chunk of the full-batch gradient, summed exactly; default `DEFAULT_MICROBATCH`) and
   `max_nonfinite_steps` (default `DEFAULT_MAX_NONFINITE`). `check_config` validates them all.
+* Dispatch: the `eval_every` steps between evaluations run as one compiled `lax.scan`, so an accelerator gets
+  a chunk of steps per Python dispatch; `scan = False` runs the same steps with the same keys one dispatch each
+  (for debugging; tests/test_training.py checks both give the same parameters).
 * Several devices: `devices` (0 or absent = every device jax sees when there is more than one and the mini-batch
   splits evenly over them, else one; n = the first n)
   makes the loop data-parallel (`parallel`): parameters and optimizer state are replicated, each mini-batch (and
@@ -219,6 +222,7 @@ def train(loss_fn: Callable,
   patience = int(config.get("patience", 0) or 0)
   max_bad = int(config.get("max_nonfinite_steps", DEFAULT_MAX_NONFINITE))
   full_batch = config.optimizer == "fire"
+  scan = bool(config.get("scan", True))
   batch_size = int(config.get("batch_size", 0) or 0)
   x_train, y_train = (jnp.asarray(a) for a in train_data)
   x_val, y_val = (jnp.asarray(a) for a in val_data)
@@ -293,7 +297,8 @@ def train(loss_fn: Callable,
     return jax.lax.scan(one_step, carry, jax.random.split(key, eval_every))
 
   def run_tail(carry, key, n):
-    # The last chunk may be shorter; it is run step by step rather than compiled for a second length.
+    # The last chunk may be shorter; it is run step by step rather than compiled for a second length. With
+    # config.scan = False every chunk is: the same steps with the same keys, one dispatch each.
     step_fn = jax.jit(one_step)
     out = []
     for k in jax.random.split(key, n):
@@ -352,7 +357,7 @@ def train(loss_fn: Callable,
     t0 = time.time()
     bad_before = int(bad)
     carry = (params, opt_state, bad, last_good)
-    carry, (losses, status) = run_chunk(carry, sub) if n == eval_every else run_tail(carry, sub, n)
+    carry, (losses, status) = run_chunk(carry, sub) if n == eval_every and scan else run_tail(carry, sub, n)
     params, opt_state, bad, last_good = carry
     losses, status = np.asarray(losses), np.asarray(status)
     if np.any(status == 0):
@@ -419,7 +424,7 @@ DEFAULT_MAX_NONFINITE = 10
 
 # Config entries that may change between a run and its resumption (they do not change the problem).
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "patience", "cache_dir", "microbatch",
-                     "max_nonfinite_steps", "devices")
+                     "max_nonfinite_steps", "devices", "scan")
 
 
 def training_mesh(config):
