@@ -194,3 +194,17 @@ def test_perfect_crystal_gets_zero_force_from_the_smooth_network_and_noise_from_
     assert smooth <= _lipschitz_bound(params, EPS) * noise, f"{dtype.__name__}: smooth gives {smooth:.2e}"
     if dtype == jnp.float64:
       assert smooth < 1e-8, f"float64: smooth gives {smooth:.2e}"
+
+
+def test_study_bins_and_horizon_against_hand_counts():
+  from experiments.smooth_study import agreement_horizon, binned_force_errors
+  ref = np.array([[0.001, 0.0, 0.0], [0.0, 0.02, 0.0], [0.0, 0.0, -0.5], [0.3, 0.4, 0.0]])  # |F| 0.001, 0.02, 0.5, 0.5
+  pred = ref + np.array([[0.001, 0.0, 0.0], [0.0, 0.0, 0.003], [0.0, 0.0, 0.0], [0.0, 0.0, 0.06]])
+  rows = binned_force_errors(ref, pred, (0.0, 0.01, 0.1, 1.0, 10.0))
+  assert [r["n_atoms"] for r in rows] == [1, 1, 2, 0] and rows[3]["rmse"] is None
+  assert rows[0]["rmse"] == pytest.approx(np.sqrt(1e-6 / 3)) and rows[0]["relative"] == pytest.approx(1.0)
+  assert rows[2]["rmse"] == pytest.approx(np.sqrt(0.06 ** 2 / 6))
+  assert rows[2]["force_rms"] == pytest.approx(np.sqrt(0.5 / 6))
+  steps = np.arange(0, 100, 10)
+  assert agreement_horizon(steps, np.linspace(0, 0.2, 10), 0.1) == 50
+  assert agreement_horizon(steps, np.zeros(10), 0.1) is None
