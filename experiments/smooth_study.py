@@ -41,8 +41,23 @@ CONFIGS = os.path.join(REPO, "experiments", "configs")
 RESULT_FILE = "smooth_study.json"
 
 
-def eps_dir(workdir: str, eps: float) -> str:
-  return os.path.join(workdir, f"eps_{float(eps):g}")
+def model_specs(config) -> list[tuple[str, list[str], tuple[str, ...]]]:
+  """(name, config overrides, stages) of every model of the study: one per eps of `eps_values` (both stages),
+  then `extra_many_body` entries "NAME:KEY=VALUE,KEY=VALUE" (many-body stage only, overrides of the many_body
+  config, e.g. "eps_0.1_lr1:eps=0.1,linear_response_weight=1.0")."""
+  specs = [(f"eps_{float(eps):g}", [f"--config.eps={float(eps)!r}"], tuple(config.stages)) for eps in config.eps_values]
+  for entry in config.extra_many_body:
+    name, _, overrides = entry.partition(":")
+    if not name or not overrides or "/" in name:
+      raise ValueError(f"config.extra_many_body entry {entry!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
+    flags = [f"--config.{kv.strip()}" for kv in overrides.split(",") if kv.strip()]
+    if any("=" not in f for f in flags):
+      raise ValueError(f"config.extra_many_body entry {entry!r}: every override needs KEY=VALUE")
+    specs.append((name, flags, ("many_body",)))
+  names = [n for n, _, _ in specs]
+  if len(set(names)) != len(names):
+    raise ValueError(f"the study's model names repeat: {names}")
+  return specs
 
 
 def _run_stage(module: str, args: list[str], workdir: str) -> None:
@@ -78,15 +93,15 @@ def _seed_cross_checkpoints(source: str, target: str) -> None:
 def run_stages(config, workdir: str) -> None:
   """Train and run every model of the study (each stage skipped when done)."""
   first_cross = None
-  for eps in config.eps_values:
-    d = eps_dir(workdir, eps)
-    if "four_body" in config.stages:
-      _run_stage("four_body", [f"--config={CONFIGS}/four_body.py:{config.four_body_config}", f"--config.eps={eps}"],
+  for name, overrides, stages in model_specs(config):
+    d = os.path.join(workdir, name)
+    if "four_body" in stages:
+      _run_stage("four_body", [f"--config={CONFIGS}/four_body.py:{config.four_body_config}", *overrides],
                  os.path.join(d, "four_body"))
       _run_stage("four_body_md", [f"--config={CONFIGS}/four_body_md.py:{config.four_body_md_config}",
                                   f"--train_workdir={os.path.join(d, 'four_body')}"], os.path.join(d, "four_body_md"))
-    if "many_body" in config.stages:
-      _run_stage("many_body", [f"--config={CONFIGS}/many_body.py:{config.many_body_config}", f"--config.eps={eps}"],
+    if "many_body" in stages:
+      _run_stage("many_body", [f"--config={CONFIGS}/many_body.py:{config.many_body_config}", *overrides],
                  os.path.join(d, "many_body"))
       cross = os.path.join(d, "cross_md")
       if first_cross:
@@ -325,10 +340,10 @@ def _g(v, fmt=".2e"):
 
 
 def table(results: dict) -> str:
-  """The README table (markdown) of a study's results."""
+  """The README table (markdown) of a study's results: one column per model, "-" where a model lacks a stage."""
   models = results["models"]
   keys = list(models)
-  head = "| | " + " | ".join(f"eps = {k}" for k in keys) + " |\n|---|" + "---|" * len(keys) + "\n"
+  head = "| | " + " | ".join(keys) + " |\n|---|" + "---|" * len(keys) + "\n"
   rows = []
 
   def row(label, fn):
@@ -342,40 +357,45 @@ def table(results: dict) -> str:
 
   fb = lambda m: m["four_body"]
   mb = lambda m: m["many_body"]
-  if all("four_body" in m for m in models.values()):
+  first_fb = next((m["four_body"] for m in models.values() if "four_body" in m), None)
+  first_mb = next((m["many_body"] for m in models.values() if "many_body" in m), None)
+  if first_fb:
     row("four atoms: test force RMSE (eV/A)", lambda m: _g(fb(m)["test_force_rmse"], ".5f"))
-    for i, b in enumerate(next(iter(models.values()))["four_body"]["binned_md_frames"]):
+    for i, b in enumerate(first_fb["binned_md_frames"]):
       if b["n_atoms"]:
         row(f"four atoms, MD frames, \\|F\\| in [{b['lo']:g}, {b['hi']:g}) eV/A: RMSE (relative)",
             lambda m, i=i: f"{_g(fb(m)['binned_md_frames'][i]['rmse'])} ({_g(fb(m)['binned_md_frames'][i]['relative'], '.2f')})")
     row("four atoms, MD frames: force RMSE / LJ force RMS (eV/A)",
         lambda m: f"{_g(fb(m)['md_frames_force_rmse'])} / {_g(fb(m)['md_frames_force_rms'])}")
     row("four-atom MD: agreement horizon (steps, RMSD > 0.1 A)", lambda m: str(fb(m)["horizon_step"]))
-    first = next(iter(models.values()))["four_body"]
-    pos_steps, e_steps = list(first["position_rmsd_A"]), list(first["energy_rmsd_eV"])
+    pos_steps, e_steps = list(first_fb["position_rmsd_A"]), list(first_fb["energy_rmsd_eV"])
     row(f"four-atom MD: position RMSD at {' / '.join(pos_steps)} steps (A)",
         lambda m: " / ".join(_g(fb(m)["position_rmsd_A"][s]) for s in pos_steps))
     row(f"four-atom MD: energy RMSD at {' / '.join(e_steps)} steps (eV)",
         lambda m: " / ".join(_g(fb(m)["energy_rmsd_eV"][s]) for s in e_steps))
-  if all("many_body" in m for m in models.values()):
+  if first_mb:
     row("many atoms: test force RMSE (eV/A)", lambda m: _g(mb(m)["test_force_rmse"], ".5f"))
+    for i, b in enumerate(first_mb["binned_cross_frames"]):
+      if b["n_atoms"]:
+        row(f"cross at 60 K, \\|F\\| in [{b['lo']:g}, {b['hi']:g}) eV/A: RMSE (relative)",
+            lambda m, i=i: f"{_g(mb(m)['binned_cross_frames'][i]['rmse'])} ({_g(mb(m)['binned_cross_frames'][i]['relative'], '.2f')})")
     row("perfect FCC, max \\|F\\| (eV/A), float32", lambda m: _g(mb(m)["crystal"]["perfect"]["float32_max_abs_eV_A"]))
     row("perfect FCC, max \\|F\\| (eV/A), float64 positions",
         lambda m: _g(mb(m)["crystal"]["perfect"]["float64_positions_max_abs_eV_A"]))
-    row("perfect FCC, max \\|F\\| (eV/A), float64 descriptors",
+    row("perfect FCC, max \\|F\\| (eV/A), float64 descriptor sums",
         lambda m: _g(mb(m)["crystal"]["perfect"]["float64_descriptors_max_abs_eV_A"]))
-    for label in [k for k in next(iter(models.values()))["many_body"]["crystal"] if k.startswith("strain")]:
-      row(f"FCC {label.replace('_', ' ')}, max \\|F\\| (eV/A), float32 / float64 descriptors",
+    for label in [k for k in first_mb["crystal"] if k.startswith("strain")]:
+      row(f"FCC {label.replace('_', ' ')}, max \\|F\\| (eV/A), float32 / float64 descriptor sums",
           lambda m, label=label: f"{_g(mb(m)['crystal'][label]['float32_max_abs_eV_A'])} / "
                                  f"{_g(mb(m)['crystal'][label]['float64_descriptors_max_abs_eV_A'])}")
-    for i, r in enumerate(next(iter(models.values()))["many_body"]["crystal"]["displaced_atom"]):
+    for i, r in enumerate(first_mb["crystal"]["displaced_atom"]):
       row(f"one atom displaced {r['delta_A']:g} A: \\|F - F_lj\\| (eV/A), float32 (\\|F_lj\\| = {r['lj_cut_force_eV_A']:.1e})",
           lambda m, i=i: _g(mb(m)["crystal"]["displaced_atom"][i]["float32_error_eV_A"]))
     row("network gain at zero input (eV/A per standardized unit)",
         lambda m: _g(mb(m)["crystal"]["zero_input_gain_eV_A"], ".3g"))
     row("cross at 60 K, frames: force RMSE / lj/cut force RMS (eV/A)",
         lambda m: f"{_g(mb(m)['cross_frames_force_rmse'])} / {_g(mb(m)['cross_frames_force_rms'])}")
-    steps = list(next(iter(models.values()))["many_body"]["cross_position_rmsd_A"])
+    steps = list(first_mb["cross_position_rmsd_A"])
     row(f"cross MD: position RMSD at {' / '.join(steps)} steps (A)",
         lambda m: " / ".join(_g(mb(m)["cross_position_rmsd_A"][s], ".3g") for s in steps))
     row("cross MD: mean \\|T_ENN - T_analytical\\| (K)", lambda m: _g(mb(m)["cross_mean_abs_dT_K"], ".3f"))
@@ -391,6 +411,7 @@ def run(config, workdir: str) -> dict:
     raise ValueError("config.eps_values must list at least one eps")
   if any(e < 0 for e in config.eps_values):
     raise ValueError(f"config.eps_values must be >= 0, got {config.eps_values}")
+  model_specs(config)  # checks extra_many_body
   unknown = set(config.stages) - {"four_body", "many_body"}
   if unknown:
     raise ValueError(f"config.stages has unknown stages {sorted(unknown)}; expected four_body, many_body")
@@ -402,15 +423,15 @@ def run(config, workdir: str) -> dict:
   from unitary_enn import files
 
   models_out = {}
-  for eps in config.eps_values:
-    d = eps_dir(workdir, eps)
+  for name, _, stages in model_specs(config):
+    d = os.path.join(workdir, name)
     entry = {}
-    if "four_body" in config.stages:
+    if "four_body" in stages:
       entry["four_body"] = four_body_measurements(config, d)
-    if "many_body" in config.stages:
+    if "many_body" in stages:
       entry["many_body"] = many_body_measurements(config, d)
-    models_out[f"{float(eps):g}"] = entry
-    print(f"smooth_study: measured eps = {eps:g}", flush=True)
+    models_out[name] = entry
+    print(f"smooth_study: measured {name}", flush=True)
   results = dict(experiment="smooth_study", models=models_out, config=config.to_dict(),
                  definitions=dict(
                      binned="force RMSE per component over atoms whose reference |F| lies in [lo, hi) eV/A; "

@@ -17,7 +17,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.four_body_md_config = "quick"
   c.many_body_config = "quick"
   c.cross_md_config = "quick"
-  c.stages = ("four_body", "many_body")  # "four_body" = training + four_body_md, "many_body" = training + cross_md
+  c.stages = ("four_body", "many_body")
+  # More many-body models, "NAME:KEY=VALUE,KEY=VALUE" (overrides of experiments/configs/many_body.py), trained and
+  # measured like the others in <workdir>/NAME (many-body stage only).
+  c.extra_many_body = ()  # "four_body" = training + four_body_md, "many_body" = training + cross_md
   # Force bins (eV/A, by |F| of the reference force on an atom): RMSE per component in each bin.
   c.force_bins = (0.0, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 1e9)
   # MD agreement horizon: the first step at which the position RMSD against the analytical run exceeds this (A).
