@@ -208,3 +208,14 @@ def test_study_bins_and_horizon_against_hand_counts():
   steps = np.arange(0, 100, 10)
   assert agreement_horizon(steps, np.linspace(0, 0.2, 10), 0.1) == 50
   assert agreement_horizon(steps, np.zeros(10), 0.1) is None
+
+
+def test_linear_response_at_zero_is_the_first_order_of_the_network():
+  params = _params(jax.random.PRNGKey(14), (5, 7, 2))
+  g = uenn.network.linear_response_at_zero(params, eps=EPS)
+  assert g.shape == (5, 2)
+  x = _normal(jax.random.PRNGKey(15), (4, 3, 5))  # any n: the response acts on channels only
+  t = 1e-10
+  np.testing.assert_allclose(uenn.apply_uenn(params, t * x, eps=EPS) / t, x @ g, rtol=1e-5, atol=1e-8)
+  with pytest.raises(ValueError, match="eps"):
+    uenn.network.linear_response_at_zero(params, eps=0.0)
