@@ -148,6 +148,14 @@ def agreement_horizon(steps, rmsd, threshold: float):
   return int(np.asarray(steps)[above[0]]) if len(above) else None
 
 
+def small_column_fractions(x, thresholds=(0.01, 0.1)) -> dict:
+  """Fraction of the input columns (vectors) of standardized network inputs `(..., n, M)` whose norm is below each
+  threshold: where eq. 9's unit vector x / |x| amplifies a near-zero vector to length 1."""
+  import numpy as np
+  norms = np.linalg.norm(np.asarray(x, np.float64), axis=-2)
+  return {f"below_{t:g}": float(np.mean(norms < t)) for t in thresholds}
+
+
 def four_body_measurements(config, d: str) -> dict:
   """The four-atom figures of one model (workdir `d` = eps_<eps>/)."""
   import jax
@@ -177,6 +185,8 @@ def four_body_measurements(config, d: str) -> dict:
 
   test_bins, test_rmse = bins(test.positions)
   md_bins, md_rmse = bins(frames)
+  inputs = {name: np.asarray(data.relative_vectors(jnp.asarray(p, jnp.float64))) / model.scales["inputs"]
+            for name, p in (("test", test.positions), ("md_frames", frames))}
   rmsd = np.asarray(quantity.position_rmsd(jnp.asarray(traj["analytical_positions"]),
                                            jnp.asarray(traj["network_positions"])))
   return dict(
@@ -187,6 +197,7 @@ def four_body_measurements(config, d: str) -> dict:
       md_frames_force_rms=md["network_accuracy"]["md_frames"]["force_rms_eV_A"],
       binned_test=test_bins,
       binned_md_frames=md_bins,
+      small_input_columns={name: small_column_fractions(x) for name, x in inputs.items()},
       horizon_step=agreement_horizon(traj["positions_steps"], rmsd, config.horizon_rmsd),
       horizon_resolution_steps=int(traj["positions_steps"][1] - traj["positions_steps"][0]),
       position_rmsd_A=md["runs"]["network"]["position_rmsd_A"],
@@ -288,7 +299,7 @@ def many_body_measurements(config, d: str) -> dict:
   from experiments.configs import many_body as many_body_configs
   from experiments.common import cache_dir
   from experiments.many_body import bases_of
-  from unitary_enn import data, files, models, neighbors, potentials
+  from unitary_enn import data, descriptors, files, models, neighbors, potentials
   from unitary_enn.network import apply_uenn
 
   train = files.read_json(os.path.join(d, "many_body", RESULTS))
@@ -311,11 +322,13 @@ def many_body_measurements(config, d: str) -> dict:
   net_ff = models.load_force_field(model)
   lj = neighbors.neighbor_list_model(lambda disp: potentials.lj_cut_force_fn(disp, r_cut=model.r_cut),
                                      r_cut=model.r_cut)
-  ref_c, pred_c = [], []
+  ref_c, pred_c, x_c = [], [], []
   for frame in frames:
     pos = jnp.asarray(frame.get_positions(), jnp.float64)
     ref_c.append(np.asarray(lj(pos)))
     pred_c.append(np.asarray(net_ff(pos)))
+    x_c.append(np.asarray(descriptors.vector_descriptors(pos, None, r_s=model.basis.r_s, eta=model.basis.eta,
+                                                         r_cut=model.basis.r_cut, cutoff=model.basis.cutoff)))
   ref_c, pred_c = np.concatenate(ref_c), np.concatenate(pred_c)
   runs = cross["runs"]
   return dict(
@@ -325,6 +338,8 @@ def many_body_measurements(config, d: str) -> dict:
       cross_frames_force_rmse=float(np.sqrt(np.mean((pred_c - ref_c) ** 2))),
       cross_frames_force_rms=float(np.sqrt(np.mean(ref_c ** 2))),
       binned_cross_frames=binned_force_errors(ref_c, pred_c, config.force_bins),
+      small_input_columns=dict(test=small_column_fractions(x), cross_frames=small_column_fractions(
+          np.concatenate(x_c) / model.scales["inputs"])),
       crystal=crystal_forces(model, config),
       cross_position_rmsd_A=cross["position_rmsd_A"],
       cross_mean_abs_dT_K=cross["mean_abs_temperature_difference_K"],
@@ -361,6 +376,9 @@ def table(results: dict) -> str:
   first_mb = next((m["many_body"] for m in models.values() if "many_body" in m), None)
   if first_fb:
     row("four atoms: test force RMSE (eV/A)", lambda m: _g(fb(m)["test_force_rmse"], ".5f"))
+    row("four atoms: input columns with \\|x\\| < 0.01 / < 0.1 (standardized), test / MD frames",
+        lambda m: " / ".join(f"{fb(m)['small_input_columns'][k]['below_0.01']:.3f}, "
+                             f"{fb(m)['small_input_columns'][k]['below_0.1']:.3f}" for k in ("test", "md_frames")))
     for i, b in enumerate(first_fb["binned_md_frames"]):
       if b["n_atoms"]:
         row(f"four atoms, MD frames, \\|F\\| in [{b['lo']:g}, {b['hi']:g}) eV/A: RMSE (relative)",
@@ -375,6 +393,9 @@ def table(results: dict) -> str:
         lambda m: " / ".join(_g(fb(m)["energy_rmsd_eV"][s]) for s in e_steps))
   if first_mb:
     row("many atoms: test force RMSE (eV/A)", lambda m: _g(mb(m)["test_force_rmse"], ".5f"))
+    row("many atoms: input columns with \\|x\\| < 0.01 / < 0.1 (standardized), test / cross frames",
+        lambda m: " / ".join(f"{mb(m)['small_input_columns'][k]['below_0.01']:.3f}, "
+                             f"{mb(m)['small_input_columns'][k]['below_0.1']:.3f}" for k in ("test", "cross_frames")))
     for i, b in enumerate(first_mb["binned_cross_frames"]):
       if b["n_atoms"]:
         row(f"cross at 60 K, \\|F\\| in [{b['lo']:g}, {b['hi']:g}) eV/A: RMSE (relative)",
