@@ -300,6 +300,8 @@ def four_body_force_fn(params, scales, activation: str | Callable = "softsign", 
     predict = symmetrize_permutations(predict, 4)
 
   def force_fn(positions: Array, **unused_kwargs) -> Array:
+    positions = checks.as_array("positions", positions)  # complex positions: a TypeError, not a dropped Im part
+    checks.check_shape("positions", positions, (..., 4, 3))
     x = relative_vectors(positions.astype(dtype)) / in_scale
     y = predict(params, x) * out_scale
     return jnp.swapaxes(y, -1, -2)
@@ -352,7 +354,7 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
                                                       r_cut=b.r_cut, cutoff=b.cutoff, block=block)
 
   def force_fn(positions, neighbor, **unused_kwargs):
-    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype)
+    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype, precision=precision)
     y = apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation, eps=model.eps,
                    precision=precision) * out_scale
     return y[..., 0].astype(positions.dtype)

@@ -7,12 +7,7 @@
 
 import ml_collections
 
-
-def fire_defaults() -> ml_collections.ConfigDict:
-  """The paper's FIRE parameters (Appendix), used when optimizer = "fire"."""
-  return ml_collections.ConfigDict(dict(
-      dt=0.001, dt_max=0.01, mass=0.1, n_min=5, f_inc=1.1, f_dec=0.5, alpha_start=0.1, f_alpha=0.99,
-      variant="paper"))
+from experiments.configs.four_body import fire_defaults
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
