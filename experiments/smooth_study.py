@@ -44,13 +44,15 @@ RESULT_FILE = "smooth_study.json"
 def model_specs(config) -> list[tuple[str, list[str], tuple[str, ...]]]:
   """(name, config overrides, stages) of every model of the study: one per eps of `eps_values` (both stages),
   then `extra_many_body` entries "NAME:KEY=VALUE,KEY=VALUE" (many-body stage only, overrides of the many_body
-  config, e.g. "eps_0.1_lr1:eps=0.1,linear_response_weight=1.0")."""
-  specs = [(f"eps_{float(eps):g}", [f"--config.eps={float(eps)!r}"], tuple(config.stages)) for eps in config.eps_values]
+  config, e.g. "eps_1_lr1e-3:eps=1.0,learning_rate=1e-3"); `config.seed` goes to every training run."""
+  seed = [f"--config.seed={int(config.seed)}"] if config.seed else []
+  specs = [(f"eps_{float(eps):g}", [f"--config.eps={float(eps)!r}", *seed], tuple(config.stages))
+           for eps in config.eps_values]
   for entry in config.extra_many_body:
     name, _, overrides = entry.partition(":")
     if not name or not overrides or "/" in name:
       raise ValueError(f"config.extra_many_body entry {entry!r}: expected NAME:KEY=VALUE[,KEY=VALUE...]")
-    flags = [f"--config.{kv.strip()}" for kv in overrides.split(",") if kv.strip()]
+    flags = seed + [f"--config.{kv.strip()}" for kv in overrides.split(",") if kv.strip()]
     if any("=" not in f for f in flags):
       raise ValueError(f"config.extra_many_body entry {entry!r}: every override needs KEY=VALUE")
     specs.append((name, flags, ("many_body",)))

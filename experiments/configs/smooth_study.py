@@ -3,6 +3,7 @@
   python -m experiments.smooth_study --workdir=workdirs/smooth_study                       quick (~2 h on 2 CPU cores)
   python -m experiments.smooth_study --config=experiments/configs/smooth_study.py:tiny     a minute, for a smoke run
   python -m experiments.smooth_study --config.eps_values="(0.0,0.1,1.0)"                   more values of eps
+  python -m experiments.smooth_study --config.seed=1 --config.stages="('four_body',)"      another training seed
 """
 
 import ml_collections
@@ -18,6 +19,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.many_body_config = "quick"
   c.cross_md_config = "quick"
   c.stages = ("four_body", "many_body")
+  # Seed of the training runs (network initialization and mini-batch order; the data stay the same): repeat the
+  # study with another seed to see how much of a difference between models is training noise.
+  c.seed = 0
   # More many-body models, "NAME:KEY=VALUE,KEY=VALUE" (overrides of experiments/configs/many_body.py), trained and
   # measured like the others in <workdir>/NAME (many-body stage only).
   c.extra_many_body = ()  # "four_body" = training + four_body_md, "many_body" = training + cross_md
