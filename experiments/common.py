@@ -130,7 +130,7 @@ def train_workdir_flag(trained_by: str):
     from absl import flags
     return dict(train_workdir=flags.DEFINE_string(
         "train_workdir", None, f"Workdir of a {trained_by} training run (model.npz); overrides "
-        "config.train_workdir. Without either, the quick model is trained first in <workdir>/train."))
+        "config.train_workdir. Without either, config.train_config is trained first in <workdir>/train."))
   return define
 
 
