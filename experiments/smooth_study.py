@@ -1,6 +1,6 @@
 r"""Smooth unit vectors against eq. 9 at equal training budget (docs/decisions.md §14), with one command.
 
-  python -m experiments.smooth_study --workdir=workdirs/smooth_study                      # eps 0 vs 0.1, quick configs
+  python -m experiments.smooth_study --workdir=workdirs/smooth_study                      # eps 0, 0.1, 1; quick configs
   python -m experiments.smooth_study --config=experiments/configs/smooth_study.py:tiny --workdir=/tmp/smooth
 
 For each eps of `config.eps_values` it runs, in `<workdir>/eps_<eps>/`, the same commands a user runs (each in its
