@@ -1,9 +1,8 @@
 r"""MD of the argon cross with analytical and network forces (paper Sec. 4.5, end; Fig. 11-14).
 
   python -m experiments.cross_md --train_workdir=workdirs/many_body   # MD with a trained many_body model
-  python -m experiments.cross_md                                      # no model given: trains the quick
-                                                                      # smooth one (many_body.py:smooth,
-                                                                      # eps 1) first in <workdir>/train
+  python -m experiments.cross_md                                      # no model given: trains the quick one
+                                                                      # first in <workdir>/train
   python -m experiments.cross_md --config=experiments/configs/cross_md.py:paper --train_workdir=DIR
   python -m experiments.cross_md --config=experiments/configs/cross_md.py:tiny --workdir=/tmp/cross
 

@@ -4,7 +4,7 @@
   python -m experiments.many_body --config=experiments/configs/many_body.py:paper    the paper's set-up
   python -m experiments.many_body --config=experiments/configs/many_body.py:tiny     seconds, for tests
   python -m experiments.many_body --config=experiments/configs/many_body.py:smooth   quick, smooth unit vectors
-                                                                      (eps 1; cross_md trains this one)
+                                                                      (eps 1: zero force on a crystal)
 
 The descriptor basis of the network is r_s = r_s_start + r_s_step * a, a = 0..n_descriptors-1 (A), with one
 eta; `linear_references` lists the bases (start, count) of the closed-form linear references reported
@@ -70,7 +70,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.n_descriptors = 75
     if arg == "smooth":
       # Smooth unit vectors, eps = 1 standardized unit (docs/decisions.md §14): the network's gain at zero input
-      # stays O(1), so a perfect crystal gets ~1e-7 eV/A instead of eq. 9's ~5e-3 (README, smooth unit vectors).
+      # stays O(1), so a perfect crystal gets ~1e-7 eV/A instead of eq. 9's 5e-3-2e-2 (README, smooth unit vectors).
       # Smaller eps learn a steep response at 0 (gain 1e5-1e9 for eps 0.1-0.01) and amplify descriptor rounding.
       c.eps = 1.0
   elif arg == "paper":
