@@ -119,7 +119,7 @@ def with_trained_model(run, trained_by: str):
       raise app.UsageError(
           f"no trained model in --train_workdir={train_workdir!r} (expected {models.MODEL_FILE}): train one with "
           f"python -m experiments.{trained_by} --workdir={train_workdir}, or leave --train_workdir out to "
-          "train the quick model here first")
+          "train config.train_config's model here first")
     return run(config, workdir, train_workdir)
   return main
 
@@ -130,7 +130,7 @@ def train_workdir_flag(trained_by: str):
     from absl import flags
     return dict(train_workdir=flags.DEFINE_string(
         "train_workdir", None, f"Workdir of a {trained_by} training run (model.npz); overrides "
-        "config.train_workdir. Without either, the quick model is trained first in <workdir>/train."))
+        "config.train_workdir. Without either, config.train_config is trained first in <workdir>/train."))
   return define
 
 

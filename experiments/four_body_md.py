@@ -2,7 +2,8 @@ r"""Four-atom molecular dynamics driven by the trained network (paper Sec. 4.4),
 
   python -m experiments.four_body_md --train_workdir=workdirs/four_body   # MD with a trained four_body model
   python -m experiments.four_body_md                                      # no model given: trains the quick
-                                                                          # one first in <workdir>/train
+                                                                          # smooth one (four_body.py:smooth,
+                                                                          # eps 0.1) first in <workdir>/train
   python -m experiments.four_body_md --config=experiments/configs/four_body_md.py:tiny --workdir=/tmp/md
 
 Runs the 10 samples of Sec. 4.4 (same positions, Maxwell-Boltzmann velocities at 10 K, velocity Verlet, 1 fs,

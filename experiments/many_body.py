@@ -135,6 +135,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   history = result.history
   test = ds["test"]
+  # The linear reference of the network's basis in standardized units, y = x c (docs/decisions.md §9, §14). With
+  # smooth unit vectors (eps > 0) the network is x -> x G near zero input, and G times the rounding of a perfect
+  # crystal's descriptors (0 by symmetry) is the force it predicts there; c is the physical value of G.
+  coef = descriptors.fit_linear_force_map(x_train, ds["train"].forces)
+  response_target = coef * in_scale / out_scale[0]
+  response = (np.asarray(uenn.network.linear_response_at_zero(best, eps=config.eps, activation=config.activation),
+                         np.float64)[:, 0] if config.eps else None)
   results = dict(
       experiment="many_body",
       test_force_rmse=rmse["test"],
@@ -150,6 +157,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                      for name, s in ds.items()},
       test_force_range=[float(test.forces.min()), float(test.forces.max())],
       target_force_std=float(out_scale[0]),
+      # eps > 0: |G| of the network's response at zero input and |G - c| / |c|, eV/A per standardized unit.
+      zero_input_gain_eV_A=float(np.linalg.norm(response) * out_scale[0]) if response is not None else None,
+      linear_response_rel_error=(float(np.linalg.norm(response - response_target) / np.linalg.norm(response_target))
+                                 if response is not None else None),
+      linear_reference_gain_eV_A=float(np.linalg.norm(response_target) * out_scale[0]),
       num_params=n_params,
       steps=result.steps,
       best_step=result.best_step,

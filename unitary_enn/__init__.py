@@ -17,7 +17,8 @@ import importlib
 
 from unitary_enn.fire import ScaleByFireState, conjugate_complex_grads, fire, scale_by_fire
 from unitary_enn.layers import (ACTIVATIONS, augmented_unit_vectors, equivariant_dense, get_activation, glorot_uniform,
-                                identity, init_dense, safe_norm, softsign, unit_vectors, vector_leaky_relu)
+                                identity, init_dense, safe_norm, smooth_unit_vectors, softsign, unit_vectors,
+                                vector_leaky_relu)
 from unitary_enn.network import (UENN, EquivariantDense, apply_invariant_head, apply_mlp, apply_uenn, count_params,
                                  init_invariant_head, init_mlp, init_uenn, invariant_features, num_invariants,
                                  vector_norms)
@@ -41,7 +42,7 @@ __all__ = sorted(["ACTIVATIONS", "augmented_unit_vectors", "glorot_uniform", "nu
                   "apply_uenn", "assert_equivariant", "assert_invariant", "conjugate_complex_grads", "count_params",
                   "equivariant_dense", "fire", "get_activation", "identity", "init_dense", "init_invariant_head",
                   "init_mlp", "init_uenn", "invariant_features", "random_unitary", "safe_norm", "scale_by_fire",
-                  "softsign", "unit_vectors", "vector_leaky_relu", "vector_norms", *_LAZY])
+                  "smooth_unit_vectors", "softsign", "unit_vectors", "vector_leaky_relu", "vector_norms", *_LAZY])
 
 
 def __getattr__(name: str):

@@ -143,6 +143,25 @@ class UENN(nn.Module):
     return [dict(layers[f"layer_{i}"]) for i in range(len(layers))]
 
 
+def linear_response_at_zero(params: Params, *, eps: float, activation: str | Activation = softsign,
+                            output_activation: str | Activation = "identity", precision=None) -> Array:
+  """G `(sizes[0], sizes[-1])` with apply_uenn(params, x, eps=eps) = x G + O(|x|^2) near x = 0 (eps > 0).
+
+  With smooth unit vectors every layer is differentiable at 0, and equivariance makes its linear part a map of
+  the vector channels only (the same for every coordinate), so the whole network is x -> x G to first order:
+  for a perfect crystal, whose descriptors are 0 up to rounding, the output is G times the rounding.
+  docs/decisions.md §14. Eq. 9 (eps = 0) jumps at 0 and has no linear response: a ValueError.
+  """
+  checks.positive("eps", eps)
+  m_in = params[0]["W"].shape[0]
+  dtype = params[0]["W"].dtype
+  # Channel a of input a is e_a with one coordinate: forward-mode derivative at 0 along each e_a at once.
+  basis = jnp.eye(m_in, dtype=dtype)[:, None, :]
+  _, g = jax.jvp(lambda x: apply_uenn(params, x, activation=activation, output_activation=output_activation,
+                                      precision=precision, eps=eps), (jnp.zeros_like(basis),), (basis,))
+  return g[:, 0, :]
+
+
 def count_params(params: Params) -> int:
   """Number of real parameters: complex entries count twice (real and imaginary part)."""
   return int(sum(np.size(p) * (2 if jnp.iscomplexobj(p) else 1) for p in jax.tree.leaves(params)))
