@@ -31,7 +31,8 @@ _SUBMODULES = ("checks", "constants", "data", "descriptors", "diagnostics", "fil
 
 # Names that load their module (and jax-md) on first use.
 _LAZY = {
-    "lj_energy": "potentials", "lj_forces": "potentials",
+    "lj_energy": "potentials", "lj_forces": "potentials", "atm_energy": "potentials", "atm_forces": "potentials",
+    "lj_atm_energy": "potentials", "lj_atm_forces": "potentials",
     "vector_descriptors": "descriptors", "scalar_descriptors": "descriptors", "descriptor_model": "descriptors",
     "load_force_field": "models", "load_model": "models", "Model": "models",
     "nve_trajectory": "simulate", "run_nve": "simulate",
