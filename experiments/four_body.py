@@ -70,15 +70,17 @@ def train_and_evaluate(config, workdir: str) -> dict:
   import jax
 
   import unitary_enn as uenn
-  from unitary_enn import files, models, plots, training
+  from unitary_enn import checks, files, models, plots, training
 
+  # Everything that can be checked before the data is generated (and before the workdir is touched).
+  training.check_config(config)
+  sizes = checks.sizes("config.sizes", config.sizes)
+  if sizes[0] != 6 or sizes[-1] != 4:
+    raise ValueError(f"config.sizes must start with 6 input vectors and end with 4 force vectors, got {sizes}")
   prepare_workdir(workdir)
   fb = FourBodyData(config)
   ds, scales, dtype = fb.splits, fb.scales, fb.dtype
 
-  sizes = tuple(config.sizes)
-  if sizes[0] != 6 or sizes[-1] != 4:
-    raise ValueError(f"config.sizes must start with 6 input vectors and end with 4 force vectors, got {sizes}")
   params = uenn.init_uenn(jax.random.PRNGKey(config.seed), sizes, dtype=dtype)
   n_params = uenn.count_params(params)
 

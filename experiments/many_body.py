@@ -74,6 +74,9 @@ def target_name(config) -> str:
 
 
 def _validate(config):
+  from unitary_enn import checks, training
+  training.check_config(config)
+  checks.sizes("config.hidden", config.hidden, minimum=0)
   if config.target not in TARGETS:
     raise ValueError(f"config.target must be one of {TARGETS}, got {config.target!r}")
   if len(config.n_sets) != 3 or min(config.n_sets) < 1:

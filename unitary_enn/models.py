@@ -341,6 +341,8 @@ def four_body_force_fn(params, scales, activation: str | Callable = "softsign", 
     predict = symmetrize_permutations(predict, 4)
 
   def force_fn(positions: Array, **unused_kwargs) -> Array:
+    positions = checks.as_array("positions", positions)  # complex positions: a TypeError, not a dropped Im part
+    checks.check_shape("positions", positions, (..., 4, 3))
     x = relative_vectors(positions.astype(dtype)) / in_scale
     y = predict(params, x) * out_scale
     return jnp.swapaxes(y, -1, -2)
@@ -450,10 +452,10 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
     if n_species > 1:
       if species is None:
         raise ValueError(f"this model has {n_species} species {list(model.species)}: pass species=(N,) indices")
-      d = center_species_channels(descriptor_fn(positions, neighbor, species=species, dtype=sum_dtype), species,
-                                  n_species)
+      d = descriptor_fn(positions, neighbor, species=species, dtype=sum_dtype, precision=precision)
+      d = center_species_channels(d, species, n_species)
     else:
-      d = descriptor_fn(positions, neighbor, dtype=sum_dtype)
+      d = descriptor_fn(positions, neighbor, dtype=sum_dtype, precision=precision)
     y = apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation, eps=model.eps,
                    precision=precision) * out_scale
     f = y[..., 0]
