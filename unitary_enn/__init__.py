@@ -8,7 +8,8 @@
 The core names (layers, networks, FIRE, equivariance tests) load at once; everything that needs jax-md (neighbor
 lists, descriptors, potentials, models, MD) loads on first use, so `import unitary_enn` stays light. Submodules:
 constants, checks, layers, network, fire, neighbors, structures, potentials, descriptors, quantity, diagnostics,
-data, models, training, simulate, thermalize, files, plots, testing, quantum (the complex U(n) tasks).
+data, models, training, simulate, thermalize, files, plots, testing, quantum (the complex U(n) tasks), calculator
+(the ASE calculator; needs ase).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from unitary_enn.testing import assert_equivariant, assert_invariant, random_uni
 
 __version__ = "0.2.0"
 
-_SUBMODULES = ("checks", "constants", "data", "descriptors", "diagnostics", "files", "fire", "layers", "md", "models",
+_SUBMODULES = ("calculator", "checks", "constants", "data", "descriptors", "diagnostics", "files", "fire", "layers", "md", "models",
                "neighbors", "network", "plots", "potentials", "quantity", "quantum", "simulate", "structures", "testing",
                "thermalize", "training")
 
