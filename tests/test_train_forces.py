@@ -11,6 +11,7 @@ from tests import external
 
 ase = external.require("ase")
 
+import ase.io  # noqa: E402
 from ase import Atoms  # noqa: E402
 from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
 
