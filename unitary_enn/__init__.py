@@ -9,7 +9,7 @@ The core names (layers, networks, FIRE, equivariance tests) load at once; everyt
 lists, descriptors, potentials, models, MD) loads on first use, so `import unitary_enn` stays light. Submodules:
 constants, checks, layers, network, fire, neighbors, structures, potentials, descriptors, quantity, diagnostics,
 data, models, training, simulate, thermalize, files, plots, testing, quantum (the complex U(n) tasks), calculator
-(the ASE calculator; needs ase).
+(the ASE calculator; needs ase), lammps (the model in LAMMPS through fix external).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from unitary_enn.testing import assert_equivariant, assert_invariant, random_uni
 
 __version__ = "0.2.0"
 
-_SUBMODULES = ("calculator", "checks", "constants", "data", "descriptors", "diagnostics", "files", "fire", "layers", "md", "models",
+_SUBMODULES = ("calculator", "checks", "constants", "data", "descriptors", "diagnostics", "files", "fire", "lammps", "layers", "md", "models",
                "neighbors", "network", "plots", "potentials", "quantity", "quantum", "simulate", "structures", "testing",
                "thermalize", "training")
 
