@@ -90,3 +90,32 @@ def test_clear_errors_for_bad_data(tmp_path):
   config.forces = "conservative"
   with pytest.raises(NotImplementedError, match="conservative"):
     train_forces.train_and_evaluate(config, str(tmp_path / "w4"), data=str(tmp_path / "nof.xyz"))
+
+
+def test_ase_trajectories_read_like_extended_xyz(cuau, tmp_path):
+  from ase.io.trajectory import Trajectory
+  frames = ase.io.read(cuau["data"], ":")
+  path = str(tmp_path / "cuau.traj")
+  with Trajectory(path, "w") as traj:
+    for atoms in frames:
+      traj.write(atoms)
+  a, b = train_forces.read_frames(cuau["data"]), train_forces.read_frames(path)
+  assert len(a) == len(b) == len(frames)
+  for x, y in zip(a, b):
+    assert x.box == y.box and list(x.symbols) == list(y.symbols) and x.energy == y.energy
+    np.testing.assert_array_equal(x.forces, y.forces)
+    np.testing.assert_array_equal(x.positions, y.positions)
+
+
+def test_given_validation_and_test_sets_replace_their_split(cuau):
+  config = train_forces_config.get_config("tiny")
+  frames = train_forces.read_frames(cuau["data"])
+  own = train_forces.split_frames(config, frames, None, None)
+  assert [len(v) for v in own.values()] == [10, 1, 1]
+  assert sum(len(v) for v in own.values()) == len(frames)
+  given = frames[:2]
+  sets = train_forces.split_frames(config, frames, given, None)
+  assert sets["validation"] is given
+  assert len(sets["train"]) + len(sets["test"]) == len(frames) and len(sets["test"]) >= 1
+  both = train_forces.split_frames(config, frames, given, given)
+  assert len(both["train"]) == len(frames)
