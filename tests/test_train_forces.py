@@ -63,6 +63,11 @@ def test_calculator_reproduces_load_force_field(cuau):
     got = atoms.get_forces()
     assert np.abs(expected).max() > 0.1
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+  silver = frames[-1].copy()
+  silver.symbols[:3] = "Ag"
+  silver.calc = calc
+  with pytest.raises(ValueError, match=r"\['Ag'\].*\['Au', 'Cu'\]"):
+    silver.get_forces()
 
 
 def test_resume_continues_without_retraining(cuau, capsys):

