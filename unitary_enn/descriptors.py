@@ -18,6 +18,13 @@ channel d * len(r_s) + a holds the sum over neighbours of species d. With node f
 (eq. 31-32) block d is weighted by v_jd; one-hot species is the special case. A pair at r_ij = 0 contributes
 nothing (its direction is undefined, the convention e = 0 of eq. 9).
 
+Several species, the network's input. The sums above see the neighbours' species but not the species of atom i
+itself, which a force model needs too (a Cu and an Au atom in the same surroundings feel different forces).
+`center_species_channels` puts atom i's channels into the block of its own species: for S species the network
+input has S * S * K channels, channel (c * S + d) * K + a holding D_i^{d,a} when atom i is of species c and 0
+otherwise (c: species of atom i, d: species of the neighbours, a: radial centre). Every row of the first layer,
+and of a linear map, then has its own weights per (c, d) pair; with one species the layout is the plain one.
+
 Units: A for positions, box, r_s and r_cut; A^-2 for eta. Vector descriptors are dimensionless (unit vectors
 times Gaussians). The paper's basis (Sec. 4.5): `paper_r_s()` = 2.8, 2.9, ..., 10.0 A (73), eta = 100 A^-2,
 r_cut = 10 A, cosine cutoff.
@@ -753,6 +760,33 @@ def vector_gnn(params: dict, positions: Array, box: float | None = None, *, r_s:
   sums = vector_descriptors(positions, box, r_s=r_s, eta=eta, r_cut=r_cut, cutoff=cutoff, species=species,
                             n_species=n_species if species is not None else None, node_features=node_features)
   return apply_vector_gnn(params, sums, activation=activation)
+
+
+# --- The network input for several species ---------------------------------------------------------------
+
+
+def center_species_channels(descriptors, species, n_species: int):
+  """Descriptors `(N, 3, C)` -> `(N, 3, S C)`: atom i's channels in the block of its own species c, zeros elsewhere.
+
+  The layout of the module docstring: channel c * C + j holds D_i^j when species_i == c. Works on NumPy arrays
+  (returns NumPy) and on JAX arrays or tracers (returns JAX). With n_species = 1 it returns `descriptors` unchanged.
+
+  Args:
+    descriptors: `(N, 3, C)` (C = S K from the neighbour-species blocks) or `(N, C)` scalar ones.
+    species: `(N,)` integers in 0..n_species-1.
+    n_species: S.
+  """
+  if n_species == 1:
+    return descriptors
+  middle = (1,) * (np.ndim(descriptors) - 2)  # the coordinate axis of vector descriptors
+  if isinstance(descriptors, np.ndarray) and not isinstance(species, jax.Array):
+    onehot = np.eye(n_species, dtype=descriptors.dtype)[np.asarray(species)]
+    x = descriptors[..., None, :] * onehot.reshape((len(onehot),) + middle + (n_species, 1))
+    return x.reshape(descriptors.shape[:-1] + (-1,))
+  descriptors = jnp.asarray(descriptors)
+  onehot = jax.nn.one_hot(species, n_species, dtype=descriptors.dtype)
+  x = descriptors[..., None, :] * onehot.reshape((onehot.shape[0],) + middle + (n_species, 1))
+  return x.reshape(descriptors.shape[:-1] + (-1,))
 
 
 # --- The closed-form linear reference (docs/decisions.md §9) --------------------------------------------------------

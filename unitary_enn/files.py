@@ -11,7 +11,7 @@ names the file.
     save_npz / load_npz                  arrays only, never pickled objects
     save_checkpoint / load_checkpoint    a pytree of arrays as flax msgpack; the previous checkpoint is kept
                                          beside it and read when the latest cannot be
-    write_extxyz                         trajectories for ASE and OVITO
+    write_extxyz / read_extxyz           trajectories and configurations for ASE and OVITO, with chemical symbols
 """
 
 from __future__ import annotations
@@ -241,18 +241,19 @@ def package_versions() -> dict[str, str]:
 
 
 def write_extxyz(path: str, frames, *, steps=None, dt: float | None = None, symbol: str | list = "Ar",
-                 cell: float | None = None, append: bool = False, precision: int = 8) -> None:
+                 cell: float | None = None, append: bool = False, precision: int = 8, pbc: bool = False) -> None:
   """Write frames as extended XYZ (ASE `ase.io.read(path, ":")`, OVITO), one frame after another.
 
   Each frame: the atom count, a comment line `Lattice="..." Properties=species:S:1:pos:R:3 step=K Time=T
   pbc="F F F"` and one line per atom `Ar x y z` (A). Free space: pbc is false; `cell` (a cubic side in A, for
-  viewers) is written as the Lattice when given.
+  viewers) is written as the Lattice when given. A periodic cubic box: `cell` = its side and pbc=True.
 
   Args:
     path: file to write (atomically, unless `append`).  frames: `(F, N, 3)` or `(N, 3)` positions in A.
     steps: `(F,)` MD step of each frame (default 0, 1, ...).  dt: ps per step, for Time = step * dt (ps).
-    symbol: chemical symbol of every atom, or one per atom.  cell: optional cubic cell side in A.
+    symbol: chemical symbol of every atom, or one per atom (several species).  cell: optional cubic side in A.
     append: add to an existing file.  precision: decimals of the coordinates.
+    pbc: periodic in all three directions (needs `cell`).
   """
   f = np.asarray(frames, np.float64)
   if f.ndim == 2:
@@ -262,15 +263,20 @@ def write_extxyz(path: str, frames, *, steps=None, dt: float | None = None, symb
   steps = np.arange(len(f)) if steps is None else np.asarray(steps)
   if steps.shape != (len(f),):
     raise ValueError(f"steps has shape {steps.shape}, expected ({len(f)},)")
-  symbols = [symbol] * f.shape[1] if isinstance(symbol, str) else list(symbol)
+  symbols = [symbol] * f.shape[1] if isinstance(symbol, str) else [str(s) for s in symbol]
   if len(symbols) != f.shape[1]:
     raise ValueError(f"symbol lists {len(symbols)} atoms, the frames hold {f.shape[1]}")
-  lattice = f'Lattice="{cell:g} 0 0 0 {cell:g} 0 0 0 {cell:g}" ' if cell is not None else ""
+  if not all(s and s.isalpha() for s in symbols):
+    raise ValueError("symbol must hold chemical symbols (letters only, no spaces)")
+  if pbc and cell is None:
+    raise ValueError("pbc=True needs the periodic box side `cell`")
+  lattice = f'Lattice="{cell:.10g} 0 0 0 {cell:.10g} 0 0 0 {cell:.10g}" ' if cell is not None else ""
+  pbc_txt = "T T T" if pbc else "F F F"
   buf = _stdio.StringIO()
   for frame, step in zip(f, steps):
     time_txt = f" Time={float(step) * dt:.6f}" if dt is not None else ""
     buf.write(f"{len(frame)}\n{lattice}Properties=species:S:1:pos:R:3 step={int(step)}{time_txt} "
-              'pbc="F F F"\n')
+              f'pbc="{pbc_txt}"\n')
     for s, (x, y, z) in zip(symbols, frame):
       buf.write(f"{s} {x:.{precision}f} {y:.{precision}f} {z:.{precision}f}\n")
   text = buf.getvalue()
@@ -280,3 +286,92 @@ def write_extxyz(path: str, frames, *, steps=None, dt: float | None = None, symb
       fh.write(text)
   else:
     atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+def _extxyz_comment(line: str) -> dict[str, str]:
+  """key=value pairs of an extended XYZ comment line; values may be "quoted" (with spaces inside)."""
+  out, i, n = {}, 0, len(line)
+  while i < n:
+    while i < n and line[i].isspace():
+      i += 1
+    j = i
+    while j < n and line[j] not in "= \t":
+      j += 1
+    key = line[i:j]
+    if not key:
+      break
+    if j < n and line[j] == "=":
+      j += 1
+      if j < n and line[j] in "\"'":
+        q = line[j]
+        k = line.index(q, j + 1) if q in line[j + 1:] else n
+        out[key] = line[j + 1:k]
+        i = k + 1
+      else:
+        k = j
+        while k < n and not line[k].isspace():
+          k += 1
+        out[key] = line[j:k]
+        i = k
+    else:
+      out[key] = "T"
+      i = j
+  return out
+
+
+def read_extxyz(path: str) -> list[dict]:
+  """Read an extended XYZ file (this package's `write_extxyz`, ASE's `ase.io.write(..., format="extxyz")`).
+
+  Every per-atom column of `Properties` is read (S: strings, R: floats, I: integers, L: booleans); `species` and
+  `pos` must be there.
+
+  Returns:
+    One dict per frame: symbols (list of N chemical symbols), positions `(N, 3)` float64 A, cell `(3, 3)` A or
+    None, pbc `(3,)` bool, properties (name -> array of the other per-atom columns, e.g. "forces" `(N, 3)`), info
+    (the other comment-line values as strings).
+  Raises:
+    files.FileFormatError: naming the file and line when the text is not extended XYZ.
+  """
+  with open(path) as fh:
+    lines = fh.read().splitlines()
+  frames, i = [], 0
+  kinds = {"S": str, "R": float, "I": int, "L": lambda v: v in ("T", "True", "true", "1")}
+  while i < len(lines):
+    if not lines[i].strip():
+      i += 1
+      continue
+    try:
+      n = int(lines[i].strip())
+    except ValueError:
+      raise FileFormatError(f"{path!r} line {i + 1}: expected an atom count, got {lines[i]!r}") from None
+    if i + 2 + n > len(lines):
+      raise FileFormatError(f"{path!r} line {i + 1}: a frame of {n} atoms is cut short")
+    comment = _extxyz_comment(lines[i + 1])
+    spec = comment.pop("Properties", "species:S:1:pos:R:3").split(":")
+    if len(spec) % 3:
+      raise FileFormatError(f"{path!r} line {i + 2}: bad Properties {':'.join(spec)!r}")
+    columns = [(spec[k], spec[k + 1], int(spec[k + 2])) for k in range(0, len(spec), 3)]
+    if {"species", "pos"} - {c[0] for c in columns}:
+      raise FileFormatError(f"{path!r} line {i + 2}: Properties must include species and pos")
+    rows = [lines[i + 2 + a].split() for a in range(n)]
+    width = sum(c[2] for c in columns)
+    if any(len(r) != width for r in rows):
+      raise FileFormatError(f"{path!r}: frame at line {i + 1} has rows of the wrong width (expected {width})")
+    props, col = {}, 0
+    for name, kind, count in columns:
+      if kind not in kinds:
+        raise FileFormatError(f"{path!r} line {i + 2}: unknown column type {kind!r} of {name!r}")
+      values = [[kinds[kind](r[col + c]) for c in range(count)] for r in rows]
+      arr = np.asarray(values, dtype=object if kind == "S" else None)
+      props[name] = arr[:, 0] if count == 1 else arr
+      col += count
+    cell = None
+    if "Lattice" in comment:
+      cell = np.asarray([float(v) for v in comment.pop("Lattice").split()], np.float64).reshape(3, 3)
+    pbc_txt = comment.pop("pbc", "F F F").split()
+    frames.append(dict(symbols=[str(s) for s in props.pop("species")],
+                       positions=np.asarray(props.pop("pos"), np.float64), cell=cell,
+                       pbc=np.asarray([v in ("T", "True", "true", "1") for v in pbc_txt]),
+                       properties=props, info=comment))
+    i += 2 + n
+  return frames

@@ -7,10 +7,17 @@
     four_body_force_fn(params, scales, ...)          the four-atom network of Sec. 4.2 as a pure force function
     model_force_fn(model, dtype=None)                the same from a four_body Model (or its workdir)
     many_body_force_fn(model, displacement_fn)       the Sec. 4.5 descriptor network on a jax-md neighbor list
-    load_force_field(workdir)                        `forces(positions, box=None)`, checked, for any kind
+    load_force_field(workdir)                        `forces(positions, box=None, species=None)`, checked, any kind
+    species_indices(model, species)                  chemical symbols or indices -> indices into `Model.species`
 
 Kinds: "four_body" (6 relative vectors -> 4 forces, N = 4, free cluster) and "many_body" (vector descriptors of
 eq. 51 -> the force on each atom, any N, free or periodic). Units: positions in A, forces in eV/A.
+
+A many_body model may have several species (`Model.species`, chemical symbols in channel order; None is one
+species, argon): its input is the descriptors in the layout of `descriptors.center_species_channels`, S * S * K
+channels, and its force functions take the species of each atom. It may have a linear path (`Model.linear`,
+coefficients c `(M_in,)` in eV/A per descriptor unit): the force is then D c + network(D), the closed-form
+linear map of the descriptors (`descriptors.fit_linear_force_map`) plus a network trained on what it leaves.
 
 The file `model.npz` holds every array of the record (parameters under `params/...`, scales, the radial basis)
 and one entry `metadata`: a JSON text with the kind, sizes, activation, cutoff, dtype, format version and the
@@ -35,7 +42,7 @@ from jax_md import partition
 
 from unitary_enn import checks, files, parallel
 from unitary_enn.data import relative_vectors, symmetrize_permutations
-from unitary_enn.descriptors import vector_descriptors_neighbor_list
+from unitary_enn.descriptors import center_species_channels, vector_descriptors_neighbor_list
 from unitary_enn.neighbors import neighbor_list_model
 from unitary_enn.network import apply_uenn
 
@@ -75,6 +82,10 @@ class Model:
     basis: many_body only: the descriptor basis.
     eps: 0 for the paper's unit vectors (eq. 9); > 0 for smooth ones in every layer (docs/decisions.md §14).
     info: free-form metadata (e.g. the training results); not used to evaluate.
+    species: many_body only: chemical symbols in channel order (S of them), or None for one species. The
+      network's input then has S * S * len(basis.r_s) channels (`descriptors.center_species_channels`).
+    linear: many_body only: coefficients c `(sizes[0],)` in eV/A per descriptor unit of a linear path, or None.
+      The force is D c + network(D / scales["inputs"]) * scales["targets"], D the (unscaled) input descriptors.
   """
   kind: str
   params: Any
@@ -87,6 +98,8 @@ class Model:
   basis: Basis | None = None
   eps: float = 0.0
   info: dict = dataclasses.field(default_factory=dict)
+  species: tuple | None = None
+  linear: np.ndarray | None = None
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -101,11 +114,35 @@ class Model:
     if self.dtype not in ("float32", "float64"):
       raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
     object.__setattr__(self, "eps", checks.positive("eps", self.eps, allow_zero=True))
+    if self.species is not None:
+      if self.kind != "many_body":
+        raise ValueError("species are for many_body models")
+      species = tuple(self.species)
+      if not species or not all(isinstance(x, str) and x for x in species) or len(set(species)) != len(species):
+        raise ValueError(f"species must be distinct chemical symbols, got {self.species!r}")
+      object.__setattr__(self, "species", species)
+    if self.kind == "many_body":
+      expected = self.n_species ** 2 * len(np.asarray(self.basis.r_s))
+      if self.sizes[0] != expected:
+        raise ValueError(f"the network takes {self.sizes[0]} input channels; {self.n_species} species and "
+                         f"{len(np.asarray(self.basis.r_s))} radial centres give {expected}")
+    if self.linear is not None:
+      if self.kind != "many_body":
+        raise ValueError("a linear path is for many_body models")
+      linear = np.asarray(self.linear, np.float64)
+      checks.check_shape("linear", linear, (self.sizes[0],))
+      checks.check_finite("linear", linear)
+      object.__setattr__(self, "linear", linear)
 
   @property
   def r_cut(self) -> float:
     """The descriptor cutoff in A (many_body)."""
     return float(self.basis.r_cut)
+
+  @property
+  def n_species(self) -> int:
+    """Number of species S (1 without `species`)."""
+    return len(self.species) if self.species else 1
 
 
 def _flatten(tree, prefix: str) -> dict[str, np.ndarray]:
@@ -165,6 +202,10 @@ def save_model(workdir: str, model: Model) -> str:
   if model.basis is not None:
     arrays["basis/r_s"] = np.asarray(model.basis.r_s, np.float64)
     meta["basis"] = dict(eta=float(model.basis.eta), r_cut=float(model.basis.r_cut), cutoff=model.basis.cutoff)
+  if model.species is not None:
+    meta["species"] = list(model.species)
+  if model.linear is not None:
+    arrays["linear"] = np.asarray(model.linear, np.float64)
   arrays["metadata"] = np.asarray(files.to_json(meta, indent=None))
   path = os.path.join(workdir, MODEL_FILE)
   files.save_npz(path, **arrays)
@@ -212,7 +253,7 @@ def load_model(path: str) -> Model:
     return Model(kind=meta["kind"], params=_unflatten(arrays, "params"), sizes=tuple(meta["sizes"]), scales=scales,
                  activation=meta["activation"], dtype=meta["dtype"], n_atoms=meta.get("n_atoms"),
                  symmetrize=bool(meta.get("symmetrize", False)), basis=basis, eps=float(meta.get("eps", 0.0)),
-                 info=meta.get("info", {}))
+                 info=meta.get("info", {}), species=meta.get("species"), linear=arrays.get("linear"))
   except (KeyError, TypeError, ValueError) as e:
     raise files.FileFormatError(f"{file!r}: incomplete or inconsistent model ({type(e).__name__}: {e})") from None
 
@@ -330,74 +371,143 @@ def model_force_fn(model: Model | str, *, dtype=None, precision=None) -> ForceFn
                             eps=model.eps, precision=precision)
 
 
+def species_indices(model: Model, species, n_atoms: int) -> np.ndarray | None:
+  """The species of N atoms as `(N,)` int32 indices into `model.species`, from chemical symbols or indices.
+
+  Args:
+    model: a many_body `Model`.
+    species: `(N,)` chemical symbols (str) or integer indices into `model.species`; None for a one-species model.
+    n_atoms: N.
+
+  Returns:
+    `(N,)` int32, or None for a one-species model (which ignores species; given ones must all be that species).
+  """
+  s_count = model.n_species
+  if species is None:
+    if s_count > 1:
+      raise ValueError(f"this model has {s_count} species {list(model.species)}: pass species, ({n_atoms},) "
+                       "chemical symbols or indices into them")
+    return None
+  arr = np.asarray(species)
+  if arr.shape != (n_atoms,):
+    raise ValueError(f"species has shape {arr.shape}, expected ({n_atoms},): one chemical symbol or index per atom")
+  if arr.dtype.kind in "USO":
+    known = {sym: k for k, sym in enumerate(model.species or ())}
+    unknown = sorted({str(x) for x in arr.tolist()} - set(known))
+    if model.species is None:
+      if len({str(x) for x in arr.tolist()}) > 1:
+        raise ValueError(f"this model has one species; species holds {sorted({str(x) for x in arr.tolist()})}")
+      return None
+    if unknown:
+      raise ValueError(f"species holds {unknown}, which this model does not know; its species are "
+                       f"{list(model.species)}")
+    idx = np.asarray([known[str(x)] for x in arr.tolist()], np.int32)
+  elif arr.dtype.kind in "iu":
+    if arr.size and (arr.min() < 0 or arr.max() >= s_count):
+      raise ValueError(f"species indices must lie in 0..{s_count - 1}, got values from {arr.min()} to {arr.max()}")
+    idx = arr.astype(np.int32)
+  else:
+    raise TypeError(f"species must hold chemical symbols or integer indices, got dtype {arr.dtype}")
+  return idx if s_count > 1 else None
+
+
 def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
-                       precision=None, mesh=None):
+                       precision=None, mesh=None, species=None):
   """The trained Sec. 4.5 force network (vector descriptors eq. 51 -> ENN -> force) on a jax-md neighbor list.
 
   Args:
     model: a many_body `Model`, or its workdir / file.
     displacement_fn: jax-md displacement (`space.free()[0]` for the cross, `space.periodic(box)[0]` for a box).
     block: rows per block of the descriptor sum (default automatic).
-    descriptor_dtype: dtype of the descriptor sums (default: the network's; displacements are always taken in
-      the positions' dtype, so float64 MD feeds the float32 network float32 sums at float32 cost).
+    descriptor_dtype: dtype of the descriptor sums and of the linear path (default: the network's; displacements
+      are always taken in the positions' dtype, so float64 MD feeds the float32 network float32 sums at float32
+      cost).
     precision: of the network's products (`layers.PRECISIONS`; default full float32).
     mesh: a device mesh (`parallel.device_mesh`): the atoms' rows of a Dense neighbor list are partitioned over
       its devices (`parallel.shard_rows`), positions replicated, forces gathered; the same numbers to rounding.
 
+    species: the default species of `force_fn`: `(N,)` integer indices into `model.species` (or symbols), so
+      that `functools.partial(many_body_force_fn, model, species=...)` is a force builder for MD drivers
+      (`simulate.run_nve_neighbor_list`) that call `force_fn(positions, neighbor)`.
+
   Returns:
-    `force_fn(positions (N, 3) A, neighbor, **unused) -> (N, 3)` eV/A in the positions' dtype, pure and
-    jit-able. The neighbor list must have a cutoff >= `model.r_cut`; the caller checks it.
+    `force_fn(positions (N, 3) A, neighbor, species=<default>, **unused) -> (N, 3)` eV/A in the positions'
+    dtype, pure and jit-able; species: `(N,)` integer indices into `model.species`, required when the model has
+    several (`species_indices` converts symbols). With a linear path the force is D c + network. The neighbor
+    list must have a cutoff >= `model.r_cut`; the caller checks it.
   """
   model = _kind(load_model(model), "many_body", "many_body_force_fn")
   params = jax.tree.map(jnp.asarray, model.params)
   dtype = jnp.dtype(model.dtype)
   in_scale = jnp.asarray(model.scales["inputs"], dtype)
   out_scale = jnp.asarray(model.scales["targets"], dtype)
+  n_species = model.n_species
   b = model.basis
   _, descriptor_fn = vector_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, r_s=b.r_s, eta=b.eta,
-                                                      r_cut=b.r_cut, cutoff=b.cutoff, block=block)
+                                                      r_cut=b.r_cut, cutoff=b.cutoff, block=block,
+                                                      n_species=n_species if n_species > 1 else None)
+  sum_dtype = jnp.dtype(descriptor_dtype) if descriptor_dtype is not None else dtype
+  linear = None if model.linear is None else jnp.asarray(model.linear, sum_dtype)
+  default_species = species
+  if default_species is not None and not isinstance(default_species, jax.Array):
+    idx = species_indices(model, default_species, len(default_species))
+    default_species = None if idx is None else jnp.asarray(idx)
 
-  def network(d):  # descriptors (R, 3, K) -> forces (R, 3) eV/A
+  def row_forces(positions, neighbor, species, rows=None):
+    """Forces `(R, 3)` of the centres `rows` (all atoms when None; then `neighbor` is the list, else its rows)."""
+    kw = dict(dtype=sum_dtype, precision=precision, rows=rows)
+    if n_species > 1:
+      d = descriptor_fn(positions, neighbor, species=species, **kw)
+      d = center_species_channels(d, species if rows is None else species[jnp.minimum(rows, len(species) - 1)],
+                                  n_species)
+    else:
+      d = descriptor_fn(positions, neighbor, **kw)
     y = apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation, eps=model.eps,
                    precision=precision) * out_scale
-    return y[..., 0]
+    f = y[..., 0]
+    if linear is not None:
+      f = f.astype(sum_dtype) + jnp.einsum("nxk,k->nx", d, linear, precision=jax.lax.Precision.HIGHEST)
+    return f
 
-  if mesh is not None:
-    sharded = parallel.shard_rows(
-        lambda p, idx, rows: network(descriptor_fn(p, idx, rows=rows, dtype=descriptor_dtype or dtype,
-                                                   precision=precision)), mesh)
+  sharded = None if mesh is None else parallel.shard_rows(
+      lambda p, idx, rows, sp: row_forces(p, idx, sp, rows), mesh)
 
-    def force_fn(positions, neighbor, **unused_kwargs):
-      if partition.is_sparse(neighbor.format):
-        raise ValueError("a force function over a device mesh needs a Dense neighbor list")
-      return sharded(positions, neighbor.idx).astype(positions.dtype)
-  else:
-    def force_fn(positions, neighbor, **unused_kwargs):
-      d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype, precision=precision)
-      return network(d).astype(positions.dtype)
+  def force_fn(positions, neighbor, species=default_species, **unused_kwargs):
+    if n_species > 1 and species is None:
+      raise ValueError(f"this model has {n_species} species {list(model.species)}: pass species=(N,) indices")
+    if sharded is None:
+      return row_forces(positions, neighbor, species).astype(positions.dtype)
+    if partition.is_sparse(neighbor.format):
+      raise ValueError("a force function over a device mesh needs a Dense neighbor list")
+    sp = jnp.zeros(positions.shape[0], jnp.int32) if species is None else species
+    return sharded(positions, neighbor.idx, sp).astype(positions.dtype)
 
   force_fn.r_cut = b.r_cut
   return force_fn
 
 
 def load_force_field(model: Model | str) -> Callable:
-  """The force field of a trained model: `forces(positions, box=None)`, positions `(N, 3)` A -> `(N, 3)` eV/A.
+  """The force field of a trained model: `forces(positions, box=None, species=None)`, positions `(N, 3)` A ->
+  `(N, 3)` eV/A.
 
   Works for any experiment workdir that trained a force model (or a `Model`, or a model file). The four-atom model
   takes N = 4 (also batched, `(..., 4, 3)`) in free space; a many-body model takes any N, in free space
   (box=None) or in a cubic periodic box of side `box` A (box >= 2 r_cut, positions inside [0, box]), through a
-  checked neighbor list that is reallocated when it overflows. Inputs are validated (shape, finiteness) before
-  anything is traced.
+  checked neighbor list that is reallocated when it overflows. A model of several species needs `species`: `(N,)`
+  chemical symbols (e.g. ["Cu", "Au", ...]) or integer indices into `Model.species`. Inputs are validated
+  (shape, finiteness, species) before anything is traced.
   """
   model = load_model(model)
   if model.kind == "four_body":
     n_atoms = int(model.n_atoms)
     forces_jit = jax.jit(model_force_fn(model))
 
-    def forces(positions, box=None):
+    def forces(positions, box=None, species=None):
       """Predicted forces `(..., 4, 3)` in eV/A for positions `(..., 4, 3)` in A (free cluster)."""
       if box is not None:
         raise ValueError("the four-atom model is a free cluster: box must be None")
+      if species is not None:
+        raise ValueError("the four-atom model is argon only: species must be None")
       positions = checks.as_array("positions", positions)
       checks.check_shape("positions", positions, (..., n_atoms, 3))
       checks.check_finite("positions", positions)
@@ -408,9 +518,16 @@ def load_force_field(model: Model | str) -> Callable:
   checked = neighbor_list_model(lambda displacement_fn: many_body_force_fn(model, displacement_fn),
                                 r_cut=model.r_cut)
 
-  def forces(positions, box=None):
-    """Predicted forces `(N, 3)` in eV/A for positions `(N, 3)` in A; box: cubic periodic side in A, or None."""
-    return checked(positions, box)
+  def forces(positions, box=None, species=None):
+    """Predicted forces `(N, 3)` in eV/A for positions `(N, 3)` in A; box: cubic periodic side in A, or None;
+    species: `(N,)` symbols or indices (models of several species)."""
+    if species is None and model.n_species == 1:
+      return checked(positions, box)
+    checks.check_shape("positions", positions, (None, 3))
+    idx = species_indices(model, species, np.shape(positions)[0])
+    if idx is None:
+      return checked(positions, box)
+    return checked(positions, box, species=jnp.asarray(idx))
 
   forces.stats = checked.stats
   return forces
@@ -429,7 +546,8 @@ def main(argv=None) -> int:
     return 0
   m = load_model(argv[1])
   summary = dict(kind=m.kind, sizes=list(m.sizes), activation=m.activation, dtype=m.dtype, n_atoms=m.n_atoms,
-                 symmetrize=m.symmetrize, parameters=int(sum(np.size(p) for p in jax.tree.leaves(m.params))))
+                 symmetrize=m.symmetrize, parameters=int(sum(np.size(p) for p in jax.tree.leaves(m.params))),
+                 species=list(m.species) if m.species else None, linear_path=m.linear is not None)
   if m.basis is not None:
     summary["basis"] = dict(r_s=[float(m.basis.r_s[0]), float(m.basis.r_s[-1]), len(m.basis.r_s)], eta=m.basis.eta,
                             r_cut=m.basis.r_cut, cutoff=m.basis.cutoff)

@@ -73,26 +73,29 @@ def shard_rows(fn: Callable, mesh: Mesh) -> Callable:
   """Partition a per-row computation on a Dense neighbor list over the devices of `mesh`.
 
   Args:
-    fn: `fn(positions (N, 3), idx (R, M), rows (R,)) -> (R, ...)`: the outputs of the centres `rows` (global atom
-      indices, N for padding rows), whose neighbours are the rows `idx` of the list (entries N are padding).
+    fn: `fn(positions (N, 3), idx (R, M), rows (R,), *extra) -> (R, ...)`: the outputs of the centres `rows`
+      (global atom indices, N for padding rows), whose neighbours are the rows `idx` of the list (entries N are
+      padding); `extra` (e.g. every atom's species) is replicated like the positions.
     mesh: a 1-D device mesh.
 
   Returns:
-    `g(positions (N, 3), idx (N, M)) -> (N, ...)`, jit-able: the list's rows are padded to a multiple of the device
+    `g(positions (N, 3), idx (N, M), *extra) -> (N, ...)`, jit-able: the list's rows are padded to a multiple of the device
     count and split over the devices; positions are replicated; each device runs `fn` on its rows; the outputs
     are gathered and replicated on every device.
   """
   axis = _axis(mesh)
   d = mesh.devices.size
 
-  def g(positions, idx):
+  def g(positions, idx, *extra):
     n = positions.shape[0]
     pad = (-idx.shape[0]) % d
     idx_p = jnp.pad(idx, ((0, pad), (0, 0)), constant_values=n)
     rows = jnp.pad(jnp.arange(idx.shape[0]), (0, pad), constant_values=n)
-    local = jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(axis, None), P(axis)), out_specs=P(axis))
+    local = jax.shard_map(fn, mesh=mesh, in_specs=(P(), P(axis, None), P(axis)) + (P(),) * len(extra),
+                          out_specs=P(axis))
     # Gathered onto every device (an all-gather of the rows' outputs), so that what follows (the integrator's
     # update of the replicated positions) sees one replicated array whatever the caller does with it.
-    return jax.lax.with_sharding_constraint(local(positions, idx_p, rows)[:idx.shape[0]], NamedSharding(mesh, P()))
+    return jax.lax.with_sharding_constraint(local(positions, idx_p, rows, *extra)[:idx.shape[0]],
+                                            NamedSharding(mesh, P()))
 
   return g

@@ -1,4 +1,5 @@
-"""Reference potentials: Lennard-Jones argon (Rahman 1964; paper eq. 39-41) in metal units (A, eV, ps).
+"""Reference potentials in metal units (A, eV, ps): Lennard-Jones argon (Rahman 1964; paper eq. 39-41) and the
+Axilrod-Teller-Muto three-body dispersion term (a target no pair model can fit; not in the paper).
 
 Three levels, as jax-md's `energy.py` has them:
 
@@ -9,6 +10,18 @@ Three levels, as jax-md's `energy.py` has them:
                     builders `lj_cut_energy_fn` / `lj_cut_force_fn` / `lj_cut_virial_fn(displacement_fn)` whose
                     functions take `(positions, neighbor, **displacement_kwargs)` (e.g. box=... for jax-md's
                     fractional coordinates), all over one pair helper
+
+Axilrod-Teller-Muto (LAMMPS `pair_style atm cutoff cutoff_triple`), the same three levels:
+
+  triple kernel     `atm_triple_energy(r_ij, r_ik)`: nu (1 + 3 cos g_i cos g_j cos g_k) / (r_ij r_jk r_ik)^3
+  dense             `atm_energy` / `atm_forces`, and `lj_atm_energy` / `lj_atm_forces` (lj/cut + ATM, LAMMPS
+                    `pair_style hybrid/overlay lj/cut 10.0 atm cutoff cutoff_triple`), free or periodic
+  neighbor lists    `atm_energy_fn` / `atm_force_fn` / `lj_atm_force_fn(displacement_fn)`: triples (i, j, k) from
+                    pairs of neighbours of i on a jax-md `Dense` list; forces are -jax.grad of the energy
+
+A triple counts (LAMMPS `pair_atm.cpp`) when each of its three distances is <= cutoff and r_ij r_jk r_ik <=
+cutoff_triple^3. In a periodic box the two sides from i are minimum images and r_jk = r_ik - r_ij, which is
+LAMMPS's ghost-atom geometry whenever box >= 2 cutoff.
 
 Shapes: positions `(..., N, 3)` in A -> energy `(...)` in eV, forces `(..., N, 3)` in eV/A.
 """
@@ -23,7 +36,7 @@ import numpy as np
 from jax_md import partition
 
 from unitary_enn import checks
-from unitary_enn.constants import ARGON_EPSILON, ARGON_SIGMA
+from unitary_enn.constants import ARGON_ATM_NU, ARGON_EPSILON, ARGON_SIGMA, ATM_CUTOFF, ATM_CUTOFF_TRIPLE
 from unitary_enn.neighbors import minimum_image, neighbor_pairs
 
 Array = jax.Array
@@ -217,3 +230,188 @@ def lj_cut_neighbor_list(displacement_fn, box, *, r_cut: float = 10.0, epsilon: 
                                         capacity_multiplier=capacity_multiplier, format=format)
   kw = dict(r_cut=r_cut, epsilon=epsilon, sigma=sigma)
   return neighbor_fn, lj_cut_energy_fn(displacement_fn, **kw), lj_cut_force_fn(displacement_fn, **kw)
+
+
+# --- Axilrod-Teller-Muto three-body dispersion (LAMMPS `pair_style atm`) -----------------------------------
+
+
+def atm_triple_energy(r_ij: Array, r_ik: Array, nu: float = ARGON_ATM_NU) -> Array:
+  """E_ijk = nu (1 + 3 cos g_i cos g_j cos g_k) / (r_ij r_jk r_ik)^3 from the two sides at atom i, in eV.
+
+  With r_jk = r_ik - r_ij and the angles g at the three corners, cos g_i cos g_j cos g_k = -(r_ij.r_ik)
+  (r_ij.r_jk)(r_jk.r_ik) / (r_ij r_jk r_ik)^2, so E = nu (r6 - 3 p) / r6^(5/2) with r6 = r_ij^2 r_jk^2 r_ik^2 and p
+  that product of dot products: no square roots of lengths, no angles (the form of LAMMPS `pair_atm.cpp`).
+
+  Args:
+    r_ij, r_ik: `(..., 3)` vectors from atom i to atoms j and k in A.
+    nu: the triple-dipole coefficient in eV A^9 (argon: `constants.ARGON_ATM_NU`, 45.89).
+
+  Returns:
+    `(...)` energies in eV (unmasked: the callers exclude degenerate and out-of-cutoff triples).
+  """
+  r_jk = r_ik - r_ij
+  a = jnp.sum(r_ij * r_ij, axis=-1)
+  b = jnp.sum(r_ik * r_ik, axis=-1)
+  c = jnp.sum(r_jk * r_jk, axis=-1)
+  r6 = a * b * c
+  p = jnp.sum(r_ij * r_ik, axis=-1) * jnp.sum(r_ij * r_jk, axis=-1) * jnp.sum(r_jk * r_ik, axis=-1)
+  return nu * (r6 - 3.0 * p) / (r6 * r6 * jnp.sqrt(r6))
+
+
+def _atm_masked(r_ij, r_ik, valid, cutoff, cutoff_triple, nu):
+  """Triple energies where `valid` and inside LAMMPS's cutoffs, 0 elsewhere, with finite gradients everywhere."""
+  r_jk = r_ik - r_ij
+  a = jnp.sum(r_ij * r_ij, axis=-1)
+  b = jnp.sum(r_ik * r_ik, axis=-1)
+  c = jnp.sum(r_jk * r_jk, axis=-1)
+  c2 = cutoff * cutoff
+  t6 = cutoff_triple ** 6
+  inside = valid & (a > 0) & (b > 0) & (c > 0) & (a <= c2) & (b <= c2) & (c <= c2) & (a * b * c <= t6)
+  # Safe masking: excluded triples get an equilateral stand-in of unit sides, so no inf/NaN reaches a gradient.
+  safe_ij = jnp.where(inside[..., None], r_ij, jnp.array([1.0, 0.0, 0.0], r_ij.dtype))
+  safe_ik = jnp.where(inside[..., None], r_ik, jnp.array([0.5, 0.75 ** 0.5, 0.0], r_ik.dtype))
+  return jnp.where(inside, atm_triple_energy(safe_ij, safe_ik, nu), 0.0)
+
+
+def _check_atm_cutoffs(cutoff, cutoff_triple):
+  cutoff = checks.positive("cutoff", cutoff)
+  cutoff_triple = checks.positive("cutoff_triple", cutoff_triple)
+  return cutoff, cutoff_triple
+
+
+@functools.partial(jax.jit, static_argnames=("box", "cutoff", "cutoff_triple", "nu"))
+def _dense_atm_energy(positions, box, cutoff, cutoff_triple, nu):
+  n = positions.shape[0]
+  d = minimum_image(positions[None, :, :] - positions[:, None, :], box)  # d[i, j] = r_j - r_i
+  idx = jnp.arange(n)
+
+  def row(i):  # all triples i < j < k of atom i, from its two minimum-image sides
+    order = (i < idx[:, None]) & (idx[:, None] < idx[None, :])
+    return jnp.sum(_atm_masked(d[i][:, None, :], d[i][None, :, :], order, cutoff, cutoff_triple, nu))
+
+  return jnp.sum(jax.lax.map(row, idx))
+
+
+def _validate_atm(positions, box, cutoff, cutoff_triple):
+  positions = checks.as_array("positions", positions)
+  checks.check_shape("positions", positions, (None, 3))
+  checks.check_finite("positions", positions)
+  cutoff, cutoff_triple = _check_atm_cutoffs(cutoff, cutoff_triple)
+  box = checks.check_box(box, cutoff)
+  checks.check_no_coincident(positions, box)
+  return positions, box, cutoff, cutoff_triple
+
+
+def atm_energy(positions: Array, box: float | None = None, *, cutoff: float = ATM_CUTOFF,
+               cutoff_triple: float = ATM_CUTOFF_TRIPLE, nu: float = ARGON_ATM_NU) -> Array:
+  """Axilrod-Teller-Muto energy in eV, summed over every triple once (dense: all N^3 / 6 triples).
+
+  Args:
+    positions: `(N, 3)` in A. Memory and time grow as N^3 (rows of N^2 in turn): for tests and small systems;
+      `atm_energy_fn` on a neighbor list for large ones.
+    box: side of a cubic periodic box in A (minimum image; box >= 2 cutoff), or None for free space.
+    cutoff: each pair distance of a triple must be <= cutoff (A).
+    cutoff_triple: and r_ij r_jk r_ik <= cutoff_triple^3 (A), as LAMMPS `pair_style atm cutoff cutoff_triple`.
+    nu: triple-dipole coefficient in eV A^9 (argon by default, `constants.ARGON_ATM_NU`).
+
+  Returns:
+    `()` energy in eV, in the positions' dtype.
+  """
+  positions, box, cutoff, cutoff_triple = _validate_atm(positions, box, cutoff, cutoff_triple)
+  return _dense_atm_energy(positions, box, cutoff, cutoff_triple, float(nu))
+
+
+def atm_forces(positions: Array, box: float | None = None, *, cutoff: float = ATM_CUTOFF,
+               cutoff_triple: float = ATM_CUTOFF_TRIPLE, nu: float = ARGON_ATM_NU) -> Array:
+  """F_i = -dE_ATM/dr_i in eV/A, `(N, 3)`, by jax.grad; arguments as in `atm_energy`."""
+  positions, box, cutoff, cutoff_triple = _validate_atm(positions, box, cutoff, cutoff_triple)
+  return -jax.grad(_dense_atm_energy)(positions, box, cutoff, cutoff_triple, float(nu))
+
+
+def lj_atm_energy(positions: Array, box: float | None = None, *, r_cut: float = 10.0, cutoff: float = ATM_CUTOFF,
+                  cutoff_triple: float = ATM_CUTOFF_TRIPLE, nu: float = ARGON_ATM_NU,
+                  epsilon: float = ARGON_EPSILON, sigma: float = ARGON_SIGMA) -> Array:
+  """lj/cut (r_cut, no shift) plus Axilrod-Teller-Muto, in eV: LAMMPS `pair_style hybrid/overlay lj/cut r_cut
+  atm cutoff cutoff_triple`. Dense (see `atm_energy`); positions `(N, 3)` A."""
+  return (lj_energy(positions, box, r_cut, epsilon=epsilon, sigma=sigma)
+          + atm_energy(positions, box, cutoff=cutoff, cutoff_triple=cutoff_triple, nu=nu))
+
+
+def lj_atm_forces(positions: Array, box: float | None = None, *, r_cut: float = 10.0, cutoff: float = ATM_CUTOFF,
+                  cutoff_triple: float = ATM_CUTOFF_TRIPLE, nu: float = ARGON_ATM_NU,
+                  epsilon: float = ARGON_EPSILON, sigma: float = ARGON_SIGMA) -> Array:
+  """-grad of `lj_atm_energy` in eV/A, `(N, 3)`."""
+  return (lj_forces(positions, box, r_cut, epsilon=epsilon, sigma=sigma)
+          + atm_forces(positions, box, cutoff=cutoff, cutoff_triple=cutoff_triple, nu=nu))
+
+
+def _atm_rows(positions, neighbor, displacement_fn, cutoff, cutoff_triple, nu, block):
+  """Sum over the rows of a Dense neighbor list of the triples i < j < k with j, k neighbours of i."""
+  if partition.is_sparse(neighbor.format):
+    raise ValueError("the ATM neighbor-list energy needs a jax-md Dense neighbor list (triples are pairs of "
+                     "neighbours of one atom)")
+  positions = jnp.asarray(positions)
+  n = positions.shape[0]
+  idx = neighbor.idx
+  m = idx.shape[1]
+  block = block or max(1, min(n, (1 << 21) // max(m * m, 1)))
+  n_blocks = -(-n // block)
+  rows = jnp.arange(n_blocks * block).reshape(n_blocks, block)
+  pair_map = jax.vmap(jax.vmap(displacement_fn, (0, None)), (0, 0))  # (b, M, 3), (b, 3) -> r_j - r_i
+
+  def one_block(i):
+    ic = jnp.minimum(i, n - 1)
+    nbr = idx[ic]  # (b, M)
+    ok = (nbr < n) & (i[:, None] < n) & (nbr > i[:, None])  # j > i: each triple once, from its lowest index
+    dr = pair_map(positions[jnp.minimum(nbr, n - 1)], positions[ic])  # (b, M, 3)
+    valid = ok[:, :, None] & ok[:, None, :] & (nbr[:, :, None] < nbr[:, None, :])  # j < k
+    return jnp.sum(_atm_masked(dr[:, :, None, :], dr[:, None, :, :], valid, cutoff, cutoff_triple, nu))
+
+  return jnp.sum(jax.lax.map(one_block, rows))
+
+
+def atm_energy_fn(displacement_fn, *, cutoff: float = ATM_CUTOFF, cutoff_triple: float = ATM_CUTOFF_TRIPLE,
+                  nu: float = ARGON_ATM_NU, block: int | None = None):
+  """Axilrod-Teller-Muto energy on a jax-md `Dense` neighbor list: `energy_fn(positions, neighbor, **kw) -> ()` eV.
+
+  Each triple i < j < k is taken once, in the row of its lowest index i, from two neighbours j, k of i; the
+  third side r_jk = r_ik - r_ij is checked against the cutoff. The list's cutoff must be >= `cutoff` (a longer
+  list, e.g. lj/cut's 10 A, only adds candidates that the mask drops). Cost ~ N M^2 / 2 for M neighbours a row.
+  `**kw` go to the displacement (e.g. box=... for fractional coordinates). block: rows per block (automatic).
+  """
+  cutoff, cutoff_triple = _check_atm_cutoffs(cutoff, cutoff_triple)
+
+  def energy_fn(positions, neighbor, **kwargs):
+    disp = functools.partial(displacement_fn, **kwargs) if kwargs else displacement_fn
+    return _atm_rows(positions, neighbor, disp, cutoff, cutoff_triple, float(nu), block)
+  return energy_fn
+
+
+def atm_force_fn(displacement_fn, **atm_kwargs):
+  """-jax.grad of `atm_energy_fn(displacement_fn, **atm_kwargs)`: `force_fn(positions, neighbor, **kw) -> (N, 3)`."""
+  energy_fn = atm_energy_fn(displacement_fn, **atm_kwargs)
+
+  def force_fn(positions, neighbor, **kwargs):
+    return -jax.grad(energy_fn)(positions, neighbor, **kwargs)
+  return force_fn
+
+
+def lj_atm_energy_fn(displacement_fn, *, r_cut: float = 10.0, cutoff: float = ATM_CUTOFF,
+                     cutoff_triple: float = ATM_CUTOFF_TRIPLE, nu: float = ARGON_ATM_NU,
+                     epsilon: float = ARGON_EPSILON, sigma: float = ARGON_SIGMA, block: int | None = None):
+  """lj/cut + ATM energy on one `Dense` neighbor list of cutoff >= max(r_cut, cutoff): `energy_fn(positions,
+  neighbor, **kw) -> ()` eV (LAMMPS `pair_style hybrid/overlay lj/cut r_cut atm cutoff cutoff_triple`)."""
+  lj = lj_cut_energy_fn(displacement_fn, r_cut=r_cut, epsilon=epsilon, sigma=sigma)
+  atm = atm_energy_fn(displacement_fn, cutoff=cutoff, cutoff_triple=cutoff_triple, nu=nu, block=block)
+  return lambda positions, neighbor, **kw: lj(positions, neighbor, **kw) + atm(positions, neighbor, **kw)
+
+
+def lj_atm_force_fn(displacement_fn, *, r_cut: float = 10.0, cutoff: float = ATM_CUTOFF,
+                    cutoff_triple: float = ATM_CUTOFF_TRIPLE, nu: float = ARGON_ATM_NU,
+                    epsilon: float = ARGON_EPSILON, sigma: float = ARGON_SIGMA, block: int | None = None):
+  """lj/cut forces (closed form) plus ATM forces (-jax.grad) on one `Dense` neighbor list of cutoff >= max(r_cut,
+  cutoff): `force_fn(positions (N, 3), neighbor, **kw) -> (N, 3)` eV/A. A builder for
+  `simulate.run_nve_neighbor_list`."""
+  lj = lj_cut_force_fn(displacement_fn, r_cut=r_cut, epsilon=epsilon, sigma=sigma)
+  atm = atm_force_fn(displacement_fn, cutoff=cutoff, cutoff_triple=cutoff_triple, nu=nu, block=block)
+  return lambda positions, neighbor, **kw: lj(positions, neighbor, **kw) + atm(positions, neighbor, **kw)

@@ -310,8 +310,10 @@ def run_nve_neighbor_list(force_fn_builder: Callable, positions, momenta, *, mas
                           chunk_steps: int = 1000, energy_fn_builder: Callable | None = None,
                           format: str = "dense", capacity_multiplier: float = 1.25, dr_threshold: float = 1.0,
                           cell_box: float | None = None, checkpoint: str | None = None, label: str = "md",
-                          log: Callable[[str], None] | None = print, max_reallocations: int = 8) -> NeighborListRun:
-  """Velocity Verlet (jax-md `simulate.nve`) of a free piece of matter, forces on a jax-md neighbor list.
+                          log: Callable[[str], None] | None = print, max_reallocations: int = 8,
+                          box: float | None = None) -> NeighborListRun:
+  """Velocity Verlet (jax-md `simulate.nve`) of a free piece of matter (or a periodic cube, `box`), forces on a
+  jax-md neighbor list.
 
   The steps run in compiled `lax.scan` chunks of `chunk_steps` (`run_chunks`); after each chunk the neighbor list
   is checked and, if it overflowed, reallocated with 1.25 x the capacity and the chunk redone from its starting
@@ -335,6 +337,8 @@ def run_nve_neighbor_list(force_fn_builder: Callable, positions, momenta, *, mas
     capacity_multiplier, dr_threshold: of the neighbor list (dr_threshold = skin in A; 0 rebuilds every step).
     checkpoint: a file written after every chunk; an existing one for the same run is resumed from.
     label, log: progress line prefix and sink (None = silent).
+    box: None for free space, or the side in A of a cubic periodic box (`space.periodic(box)`: positions inside
+      [0, box], box >= 2 (r_cut + dr_threshold); recorded positions are wrapped into the box).
 
   Returns:
     `NeighborListRun` of NumPy arrays in the positions' dtype.
@@ -353,11 +357,17 @@ def run_nve_neighbor_list(force_fn_builder: Callable, positions, momenta, *, mas
   n_atoms = positions.shape[0]
   dtype = positions.dtype
   mass_arr = jnp.asarray(mass, dtype)
-  if cell_box is None:
+  if box is not None:
+    box = checks.check_box(box, r_cut + dr_threshold)
+    checks.check_positions(positions, box, inside_box=True)
+    if cell_box is not None:
+      raise ValueError("cell_box is for free space; a periodic run's cell list covers the box")
+    cell_box = box
+  elif cell_box is None:
     _, cell_box = free_space(positions, r_cut + dr_threshold, room=1.0)
   cell_box = checks.positive("cell_box", cell_box)
 
-  displacement_fn, shift_fn = space.free()
+  displacement_fn, shift_fn = space.periodic(box) if box is not None else space.free()
   force_fn = force_fn_builder(displacement_fn)
   energy_fn = energy_fn_builder(displacement_fn) if energy_fn_builder is not None else None
   init_fn, step_fn = simulate.nve(force_fn, shift_fn, dt)
@@ -368,7 +378,7 @@ def run_nve_neighbor_list(force_fn_builder: Callable, positions, momenta, *, mas
                             label=label)
 
   signature = dict(kind="nve_neighbor_list", label=label, n_atoms=n_atoms, n_steps=int(n_steps), dt=float(dt),
-                   record_every=int(record_every), dtype=str(dtype),
+                   record_every=int(record_every), dtype=str(dtype), **({} if box is None else dict(box=box)),
                    start=float(np.asarray(positions, np.float64).sum()))
   ckpt = load_run_checkpoint(checkpoint, signature, label, log)
   energy_jit = jax.jit(energy_fn) if energy_fn is not None else None
@@ -437,7 +447,8 @@ def run_nve_neighbor_list(force_fn_builder: Callable, positions, momenta, *, mas
     return manager.reallocate(state.position)
 
   if log is not None and start == 0:
-    log(f"{label}: {n_atoms:,} atoms, {int(n_steps):,} steps of {dt * 1e3:g} fs in free space, {dtype}, "
+    log(f"{label}: {n_atoms:,} atoms, {int(n_steps):,} steps of {dt * 1e3:g} fs "
+        f"{'in free space' if box is None else f'in a periodic box of side {box:g} A'}, {dtype}, "
         f"neighbor list {format} (r_cut {r_cut:g} A + skin {dr_threshold:g} A), chunks of {chunk_steps}")
   state, neighbor = run_chunks(jax.jit(advance, static_argnums=2), state, n_steps=int(n_steps),
                                chunk_steps=int(chunk_steps), start=start, neighbor=neighbor, reallocate=reallocate,

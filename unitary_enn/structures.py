@@ -4,6 +4,9 @@
     four_body_initial_positions(n_samples) -> (n, 4, 3)       the start of the MD of Sec. 4.4
     random_box(side) -> (n, 3)                                random sequential insertion in a periodic box (Sec. 4.5)
     fcc_lattice(n_cells, a) -> (4 n^3, 3)                     FCC sites
+    fcc_slab(n_cells, a, n_layers) -> ((N, 3), side)          an FCC (001) slab in a cubic periodic box with vacuum
+    thermal_rattle(positions, temperature, seed=...)          Gaussian thermal displacements (Einstein model)
+    random_occupancy(n_sites, fractions, seed=...)            species of a random substitutional alloy
     cross_geometry / cross_mask / cross_atom_count / argon_cross   the 3-D cross of Sec. 4.5 (Fig. 11-13)
     unwrap_to_sites(positions, sites, box)                    periodic images next to their lattice sites
     min_pair_distance(positions, box=None) -> float           the closest pair of one configuration
@@ -19,7 +22,8 @@ import numpy as np
 
 from unitary_enn import checks
 from unitary_enn.constants import (ARGON_FCC_LATTICE_CONSTANT, CROSS_BAR_WIDTH_CELLS, FCC_BASIS,
-                                   FOUR_BODY_POSITION_STD, FOUR_BODY_POSITIONS, FOUR_BODY_R_MIN, PAPER_CROSS_CELLS)
+                                   FOUR_BODY_POSITION_STD, FOUR_BODY_POSITIONS, FOUR_BODY_R_MIN, PAPER_CROSS_CELLS,
+                                   THERMAL_DISPLACEMENT_300K)
 
 Array = jax.Array
 
@@ -170,6 +174,75 @@ def fcc_lattice(n_cells, lattice_constant: float = ARGON_FCC_LATTICE_CONSTANT) -
   a = checks.positive("lattice_constant", lattice_constant)
   grid = np.stack(np.meshgrid(*(np.arange(c) for c in cells), indexing="ij"), axis=-1).reshape(-1, 1, 3)
   return ((grid + np.asarray(FCC_BASIS)[None]).reshape(-1, 3) * a).astype(np.float64)
+
+
+def fcc_slab(n_cells: int, lattice_constant: float, n_layers: int) -> tuple[np.ndarray, float]:
+  """An FCC (001) slab of `n_layers` atomic planes in a cubic periodic box of side n_cells * a, vacuum along z.
+
+  The box stays cubic (periodic in x, y and z, as the descriptors of this package take one side), so the slab
+  is periodic in x and y and separated from its own image along z by a vacuum gap of n_cells a - (n_layers - 1)
+  a / 2; the slab is a surface for any model whose cutoff is shorter than that gap (ValueError when the gap is
+  under a / 2). The planes sit in the middle of the box.
+
+  Returns:
+    (positions `(2 n_cells^2 n_layers, 3)` float64 in [0, side), side in A).
+  """
+  n = cells_per_side(n_cells)
+  if len(set(n)) != 1:
+    raise ValueError(f"the slab box is cubic: n_cells must be one integer, got {n_cells!r}")
+  a = checks.positive("lattice_constant", lattice_constant)
+  n_layers = checks.positive_int("n_layers", n_layers)
+  side = n[0] * a
+  gap = side - (n_layers - 1) * a / 2
+  if gap < a / 2:
+    raise ValueError(f"{n_layers} layers of spacing {a / 2} A do not leave a vacuum gap in a box of {side} A")
+  sites = fcc_lattice(n[0], a)
+  plane = np.round(sites[:, 2] / (a / 2)).astype(int)
+  slab = sites[plane < n_layers]
+  slab[:, 2] += (side - (n_layers - 1) * a / 2) / 2  # centre the planes in z
+  return np.mod(slab, side), float(side)
+
+
+def thermal_rattle(positions, temperature: float, *, seed, displacement_300k: float = THERMAL_DISPLACEMENT_300K,
+                   box: float | None = None) -> np.ndarray:
+  """Positions plus independent Gaussian displacements of std displacement_300k sqrt(T / 300 K) per component.
+
+  An Einstein-model snapshot of a crystal at temperature T (classical, harmonic): the default std is copper's
+  near room temperature (`constants.THERMAL_DISPLACEMENT_300K`). Cheap, uncorrelated stand-ins for MD
+  snapshots; with `box` the result is wrapped into [0, box).
+
+  Args:
+    positions: `(N, 3)` A.  temperature: K (>= 0).  seed: anything `np.random.default_rng` accepts.
+
+  Returns:
+    `(N, 3)` float64 A.
+  """
+  p = np.asarray(positions, np.float64)
+  checks.check_shape("positions", p, (None, 3))
+  std = checks.positive("displacement_300k", displacement_300k) * np.sqrt(
+      checks.positive("temperature", temperature, allow_zero=True) / 300.0)
+  out = p + np.random.default_rng(seed).normal(scale=std, size=p.shape)
+  return np.mod(out, checks.positive("box", box)) if box is not None else out
+
+
+def random_occupancy(n_sites: int, fractions, *, seed) -> np.ndarray:
+  """Species indices of a random substitutional alloy: round(fraction_s n_sites) sites of species s, shuffled.
+
+  Args:
+    n_sites: number of lattice sites.  fractions: `(S,)` fractions summing to 1 (the last species takes what
+      rounding leaves).  seed: anything `np.random.default_rng` accepts.
+
+  Returns:
+    `(n_sites,)` int32 in 0..S-1.
+  """
+  n_sites = checks.positive_int("n_sites", n_sites)
+  f = np.asarray(fractions, np.float64)
+  if f.ndim != 1 or f.size < 1 or np.any(f < 0) or abs(f.sum() - 1.0) > 1e-9:
+    raise ValueError(f"fractions must be non-negative numbers summing to 1, got {fractions!r}")
+  counts = np.round(f[:-1] * n_sites).astype(int)
+  counts = np.append(counts, n_sites - counts.sum())
+  species = np.repeat(np.arange(len(f), dtype=np.int32), counts)
+  return np.random.default_rng(seed).permutation(species)
 
 
 def _cross_args(n_cells, bar_width_cells) -> tuple[int, int]:

@@ -1,10 +1,14 @@
 """Configs of the many-atom force experiment (paper Sec. 4.5): vector descriptors -> ENN -> force.
 
-  python -m experiments.many_body                                          quick default (~10 min on 2 CPU cores)
-  python -m experiments.many_body --config=experiments/configs/many_body.py:paper    the paper's set-up
-  python -m experiments.many_body --config=experiments/configs/many_body.py:tiny     seconds, for tests
-  python -m experiments.many_body --config=experiments/configs/many_body.py:smooth   quick, smooth unit vectors
+  python -m experiments.many_body                                          quick default, lj/cut argon
+  python -m experiments.many_body --config=experiments/configs/many_body.py:paper      the paper's set-up
+  python -m experiments.many_body --config=experiments/configs/many_body.py:smooth     quick, smooth unit vectors
                                                                       (eps 1: zero force on a crystal)
+  python -m experiments.many_body --config=experiments/configs/many_body.py:atm        argon + three-body ATM
+  python -m experiments.many_body --config=experiments/configs/many_body.py:emt        EMT copper (ASE)
+  python -m experiments.many_body --config=experiments/configs/many_body.py:emt_alloy  EMT Cu-Au random alloy
+  python -m experiments.many_body --config=experiments/configs/many_body.py:tiny       seconds, for tests
+                                                                   (also atm_tiny, emt_tiny, emt_alloy_tiny)
 
 The descriptor basis of the network is r_s = r_s_start + r_s_step * a, a = 0..n_descriptors-1 (A), with one
 eta; `linear_references` lists the bases (start, count) of the closed-form linear references reported
@@ -14,12 +18,26 @@ beside the network (docs/decisions.md §9): the paper's (2.8 A, 73) and one reac
 import ml_collections
 
 from experiments.configs.four_body import fire_defaults
-from unitary_enn.constants import (PAPER_BOX_SIDES, PAPER_ETA, PAPER_N_DESCRIPTORS, PAPER_R_CUT, PAPER_R_S_START,
-                                   PAPER_R_S_STEP)
+from unitary_enn.constants import (ATM_CUTOFF, ATM_CUTOFF_TRIPLE, PAPER_BOX_SIDES, PAPER_ETA, PAPER_N_DESCRIPTORS,
+                                   PAPER_R_CUT, PAPER_R_S_START, PAPER_R_S_STEP)
+
+VARIANTS = ("quick", "smooth", "paper", "tiny", "atm", "atm_tiny", "emt", "emt_tiny", "emt_alloy", "emt_alloy_tiny")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  # The target: "lj_cut" (the paper's), "lj_atm" (lj/cut + Axilrod-Teller-Muto three-body dispersion, LAMMPS
+  # `pair_style hybrid/overlay lj/cut r_cut atm atm_cutoff atm_cutoff_triple`) or "emt" (ASE's EMT, `system`).
+  c.target = "lj_cut"
+  c.atm_cutoff = ATM_CUTOFF
+  c.atm_cutoff_triple = ATM_CUTOFF_TRIPLE
+  c.system = "Cu"  # emt: "Cu" or "CuAu" (random occupancy)
+  # emt: sets of `data.metal_configurations` in cubic boxes of emt_cells^3 FCC cells.
+  c.emt_cells = 4
+  c.temperatures = (300.0, 600.0, 900.0, 1200.0)
+  c.strains = (-0.02, 0.0, 0.02, 0.04)
+  c.vacancies = (1, 2)
+  c.slab_layers = 4
   # Data (Sec. 4.5, docs/decisions.md §9): argon inserted at random into periodic cubic boxes, up to max_atoms per box,
   # minimum image distance r_min, max_trials per insertion; whole sets split into train / validation / test.
   c.box_sides = PAPER_BOX_SIDES
@@ -40,6 +58,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.linear_references = ((2.8, 73), (2.6, 75))  # (r_s_start, count) with r_s_step and eta above
   # Network (Sec. 4.5): n_descriptors, 200, 100, 50, 10, 1 vectors; softsign with residue, identity output.
   c.hidden = (200, 100, 50, 10)
+  # A linear path beside the network, F = D c + ENN(D): c the closed-form linear map on the network's basis, the ENN
+  # trained on what it leaves. compare_plain also trains the paper's direct network (no linear path) in plain/.
+  c.linear_path = True
+  c.compare_plain = True
+  # Force-field cost: calls of each force field on the largest test box.
+  c.cost_repeats = 8
+  # NVE with the network and the reference potential from one start (many-body targets; 0 = none):
+  # lj_atm: a free FCC argon cube of nve_cells^3 cells; emt: a periodic box of emt_cells^3 cells at 2 x nve_temperature.
+  c.nve_steps = 0
+  c.nve_record_every = 10
+  c.nve_dt = 0.001  # ps
+  c.nve_temperature = 60.0  # K
+  c.nve_cells = 4
   c.activation = "softsign"
   # Smooth unit vectors x / sqrt(|x|^2 + eps^2) in every layer (docs/decisions.md §14); 0 = the paper's eq. 9.
   c.eps = 0.0
@@ -63,7 +94,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.devices = 0
   c.fire = fire_defaults()
 
-  if arg in (None, "", "quick", "smooth"):
+  if arg in (None, "", "quick", "smooth", "atm", "atm_tiny"):
     # Fewer sets (2 / 1 / 1, ~37,000 atoms each), and the basis that starts below the 2.8 A wall (docs/decisions.md §9:
     # r_s from 2.6 A, 75 descriptors), on which the network reaches the paper's accuracy in minutes.
     # `--config.r_s_start=2.8 --config.n_descriptors=73` gives the paper's basis.
@@ -75,11 +106,33 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # stays O(1), so a perfect crystal gets ~1e-7 eV/A instead of eq. 9's 5e-3-2e-2 (README, smooth unit vectors).
       # Smaller eps learn a steep response at 0 (gain 1e5-1e9 for eps 0.1-0.01) and amplify descriptor rounding.
       c.eps = 1.0
-  elif arg == "paper":
+    if arg in ("atm", "atm_tiny"):
+      c.target = "lj_atm"
+      c.nve_steps = 1_000
+  elif arg == "paper":  # the paper's data, basis, network and optimizer, without the linear path
     c.optimizer = "fire"
     c.steps = 1_000_000
     c.eval_every = 100
     c.checkpoint_every = 1_000
+    c.linear_path = False
+    c.compare_plain = False
+  elif arg in ("emt", "emt_alloy", "emt_tiny", "emt_alloy_tiny"):
+    # ASE's EMT (needs the `ase` package): Cu, or a Cu-Au random alloy; 4 / 1 / 1 sets of ~5,400 atoms (22 boxes).
+    # Descriptors to r_c = 6 A (EMT's own neighbour cutoff is 5.9 A), 22 Gaussians 0.2 A apart from 1.8 A, eta =
+    # 25 A^-2 (the narrower paper grid, 0.1 A and eta = 100, leaves the rare Au-Au channels near 2 A so thinly
+    # populated that the linear map's least squares overfits them: 10 eV/A on test atoms of CuAu).
+    c.target = "emt"
+    c.system = "CuAu" if arg.startswith("emt_alloy") else "Cu"
+    c.n_sets = (4, 1, 1)
+    c.r_cut = 6.0
+    c.r_s_start = 1.8
+    c.r_s_step = 0.2
+    c.n_descriptors = 22
+    c.eta = 25.0
+    c.linear_references = ((1.8, 22),)
+    c.nve_steps = 500
+    c.nve_dt = 0.002
+    c.nve_temperature = 300.0
   elif arg == "tiny":
     c.box_sides = (20.0,)
     c.max_atoms = 120
@@ -95,7 +148,36 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every = 20
     c.warmup_steps = 5
     c.batch_size = 64
-  else:
-    raise ValueError(f"unknown config {arg!r}; expected one of quick, smooth, paper, tiny")
+  elif arg not in VARIANTS:
+    raise ValueError(f"unknown config {arg!r}; expected one of {', '.join(VARIANTS)}")
+  if arg in ("atm_tiny", "emt_tiny", "emt_alloy_tiny"):  # seconds, for tests
+    c.hidden = (8,)
+    c.steps = 40
+    c.eval_every = 20
+    c.checkpoint_every = 20
+    c.warmup_steps = 5
+    c.batch_size = 64
+    c.cost_repeats = 1
+    c.nve_steps = 20
+    c.nve_record_every = 10
+    c.n_sets = (1, 1, 1)
+    if arg == "atm_tiny":
+      c.box_sides = (20.0,)
+      c.max_atoms = 120
+      c.n_descriptors = 20
+      c.r_s_start = 2.8
+      c.r_s_step = 0.36
+      c.eta = 10.0
+      c.linear_references = ((2.8, 20),)
+      c.nve_cells = 2
+    else:  # 3^3-cell boxes (108 atoms) need r_cut <= 5.3 A; fewer temperatures and strains
+      c.emt_cells = 3
+      c.r_cut = 5.0
+      c.n_descriptors = 17
+      c.linear_references = ((1.8, 17),)
+      c.temperatures = (300.0, 900.0)
+      c.strains = (0.0, 0.02)
+      c.vacancies = (1,)
+      c.slab_layers = 0
   c.lock()
   return c

@@ -1,0 +1,126 @@
+"""experiments/train_forces.py: a model trained from an extended XYZ file of two species, evaluated through the ASE
+calculator and `load_force_field` (the same numbers), plus the data checks a user meets first."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests import external
+
+ase = external.require("ase")
+
+import ase.io  # noqa: E402
+from ase import Atoms  # noqa: E402
+from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
+
+from experiments import train_forces  # noqa: E402
+from experiments.configs import train_forces as train_forces_config  # noqa: E402
+from unitary_enn import models  # noqa: E402
+from unitary_enn.calculator import UENNCalculator  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cuau(tmp_path_factory):
+  """A tiny Cu-Au EMT data set (periodic boxes and free clusters) and a model trained on it for a few steps."""
+  folder = tmp_path_factory.mktemp("cuau")
+  data = str(folder / "cuau.xyz")
+  train_forces.write_example_data(data, "CuAu", n_bulk=9, n_clusters=3, n_cells=3, seed=1)
+  config = train_forces_config.get_config("tiny")
+  workdir = str(folder / "model")
+  results = train_forces.train_and_evaluate(config, workdir, data=data)
+  return dict(data=data, workdir=workdir, results=results, config=config)
+
+
+def test_trains_two_species_and_writes_its_outputs(cuau):
+  r = cuau["results"]
+  assert r["species"] == ["Au", "Cu"]
+  assert r["periodic_frames"] == 9 and r["free_frames"] == 3 and r["frames_with_energy"] == 12
+  assert set(r["force_rmse_per_species"]["test"]) <= {"Au", "Cu"}
+  assert 0 < r["test_force_rmse"] < r["test_force_rms"]  # better than predicting zero
+  assert sorted(r["basis"]["derived_from_data"]) == ["eta", "r_cut", "r_s_start"]
+  # r_cut derived from the data: at most half the smallest box, so the minimum image holds.
+  assert r["basis"]["r_cut"] <= 3 * 3.6 * 0.98 / 2
+  for name in ("results.json", "model.npz", "metrics.jsonl", "figures/parity.png", "figures/loss.png"):
+    assert os.path.exists(os.path.join(cuau["workdir"], name)), name
+  model = models.load_model(cuau["workdir"])
+  assert model.species == ("Au", "Cu")
+  with open(os.path.join(cuau["workdir"], "results.json")) as f:
+    assert json.load(f)["test_force_rmse"] == r["test_force_rmse"]
+
+
+def test_calculator_reproduces_load_force_field(cuau):
+  frames = ase.io.read(cuau["data"], ":")
+  field = models.load_force_field(cuau["workdir"])
+  calc = UENNCalculator(cuau["workdir"])
+  for atoms in (frames[0], frames[-1]):  # a periodic box and a free cluster
+    atoms = atoms.copy()
+    atoms.calc = calc
+    box = float(atoms.cell[0, 0]) if atoms.pbc.all() else None
+    positions = np.mod(atoms.positions, box) if box else atoms.positions
+    expected = np.asarray(field(positions, box, atoms.get_chemical_symbols()))
+    got = atoms.get_forces()
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+  silver = frames[-1].copy()
+  silver.symbols[:3] = "Ag"
+  silver.calc = calc
+  with pytest.raises(ValueError, match=r"\['Ag'\].*\['Au', 'Cu'\]"):
+    silver.get_forces()
+
+
+def test_resume_continues_without_retraining(cuau, capsys):
+  # Same config and workdir: the checkpoint at the last step is picked up, so no step runs again.
+  train_forces.train_and_evaluate(cuau["config"], cuau["workdir"], data=cuau["data"])
+  assert "resuming from step 40 of 40" in capsys.readouterr().out
+
+
+def _write(path, frames):
+  ase.io.write(path, frames, format="extxyz")
+  return path
+
+
+def test_clear_errors_for_bad_data(tmp_path):
+  config = train_forces_config.get_config("tiny")
+  atoms = Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]], cell=[[8, 0, 0], [0, 9, 0], [0, 0, 8]], pbc=True)
+  atoms.calc = SinglePointCalculator(atoms, forces=np.zeros((2, 3)))
+  with pytest.raises(ValueError, match="cubic periodic cell"):
+    train_forces.train_and_evaluate(config, str(tmp_path / "w1"), data=_write(str(tmp_path / "orth.xyz"), [atoms]))
+  plain = Atoms("Cu2", positions=[[0, 0, 0], [2.5, 0, 0]])
+  with pytest.raises(ValueError, match="no forces"):
+    train_forces.train_and_evaluate(config, str(tmp_path / "w2"), data=_write(str(tmp_path / "nof.xyz"), [plain]))
+  with pytest.raises(FileNotFoundError, match="no data file"):
+    train_forces.train_and_evaluate(config, str(tmp_path / "w3"), data=str(tmp_path / "missing.xyz"))
+  config.forces = "conservative"
+  with pytest.raises(NotImplementedError, match="conservative"):
+    train_forces.train_and_evaluate(config, str(tmp_path / "w4"), data=str(tmp_path / "nof.xyz"))
+
+
+def test_ase_trajectories_read_like_extended_xyz(cuau, tmp_path):
+  from ase.io.trajectory import Trajectory
+  frames = ase.io.read(cuau["data"], ":")
+  path = str(tmp_path / "cuau.traj")
+  with Trajectory(path, "w") as traj:
+    for atoms in frames:
+      traj.write(atoms)
+  a, b = train_forces.read_frames(cuau["data"]), train_forces.read_frames(path)
+  assert len(a) == len(b) == len(frames)
+  for x, y in zip(a, b):
+    assert x.box == y.box and list(x.symbols) == list(y.symbols) and x.energy == y.energy
+    np.testing.assert_array_equal(x.forces, y.forces)
+    np.testing.assert_array_equal(x.positions, y.positions)
+
+
+def test_given_validation_and_test_sets_replace_their_split(cuau):
+  config = train_forces_config.get_config("tiny")
+  frames = train_forces.read_frames(cuau["data"])
+  own = train_forces.split_frames(config, frames, None, None)
+  assert [len(v) for v in own.values()] == [10, 1, 1]
+  assert sum(len(v) for v in own.values()) == len(frames)
+  given = frames[:2]
+  sets = train_forces.split_frames(config, frames, given, None)
+  assert sets["validation"] is given
+  assert len(sets["train"]) + len(sets["test"]) == len(frames) and len(sets["test"]) >= 1
+  both = train_forces.split_frames(config, frames, given, given)
+  assert len(both["train"]) == len(frames)
