@@ -50,6 +50,27 @@ def sharded_forces(model, mesh):
               force_devices=len(f4.sharding.device_set))
 
 
+def sharded_species(mesh):
+  # Two species (atom i's channels in its own species' block) and a linear path beside the network.
+  k, s = 6, 2
+  r_s = descriptors.radial_grid(3.0, k, 0.5)
+  c = s * s * k
+  params = network.init_uenn(jax.random.PRNGKey(8), (c, 8, 1), dtype=jnp.float64)
+  model = models.Model(kind="many_body", params=jax.tree.map(np.asarray, params), sizes=(c, 8, 1),
+                       scales={"inputs": np.full(c, 0.5), "targets": np.asarray([0.02])},
+                       basis=models.Basis(r_s, 2.0, 6.0), dtype="float64", species=("Cu", "Au"),
+                       linear=np.asarray(jax.random.normal(jax.random.PRNGKey(9), (c,)) * 1e-3))
+  box = 3 * 5.26
+  positions = jnp.asarray(structures.fcc_lattice(3) * 1.0, jnp.float64)
+  positions = (positions + 0.05 * jax.random.normal(jax.random.PRNGKey(10), positions.shape)) % box
+  species = jax.random.randint(jax.random.PRNGKey(11), (positions.shape[0],), 0, 2)
+  displacement_fn, _ = space.periodic(box)
+  nbrs = partition.neighbor_list(displacement_fn, box, 6.0, format=partition.Dense).allocate(positions)
+  f1 = jax.jit(models.many_body_force_fn(model, displacement_fn))(positions, nbrs, species=species)
+  f4 = jax.jit(models.many_body_force_fn(model, displacement_fn, mesh=mesh))(positions, nbrs, species=species)
+  return dict(species_force_diff=float(jnp.abs(f1 - f4).max()), species_max_force=float(jnp.abs(f1).max()))
+
+
 def sharded_md(model, mesh):
   positions = jnp.asarray(structures.fcc_lattice(3), jnp.float64)  # 108 atoms, free cluster
   momenta = maxwell_boltzmann_momenta(jax.random.PRNGKey(2), positions, ARGON_MASS, 40.0)
@@ -106,9 +127,11 @@ def main():
   mesh = parallel.device_mesh()
   out = dict(devices=len(jax.devices()))
   model = many_body_model()
-  which = sys.argv[1:] or ["forces", "md", "training", "replicas"]
+  which = sys.argv[1:] or ["forces", "species", "md", "training", "replicas"]
   if "forces" in which:
     out.update(sharded_forces(model, mesh))
+  if "species" in which:
+    out.update(sharded_species(mesh))
   if "md" in which:
     out.update(sharded_md(model, mesh))
   if "training" in which:

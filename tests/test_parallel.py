@@ -41,6 +41,12 @@ def test_sharded_forces_equal_single_device_forces(results):
   assert results["force_diff"] <= 1e-12 * max(1.0, results["max_force"])
 
 
+def test_sharded_forces_with_species_and_linear_path(results):
+  # A two-species model with a linear path: each device takes its rows' species for the centre channels.
+  assert results["species_max_force"] > 1e-4
+  assert results["species_force_diff"] <= 1e-12 * max(1.0, results["species_max_force"])
+
+
 def test_sharded_md_equals_single_device_md(results):
   # 100 steps of float64 velocity Verlet on a neighbor list, forces sharded over four devices.
   assert results["md_displacement"] > 0.1  # atoms moved
