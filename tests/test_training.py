@@ -72,6 +72,11 @@ def test_resume_after_a_kill_continues_the_same_trajectory(tmp_path):
   # A changed problem must not be resumed silently.
   with pytest.raises(ValueError, match="another config"):
     training.train(loss, params, tr, va, _config(learning_rate=0.5), str(tmp_path / "b"), log=lambda s: None)
+  # A key saved with entries that may change on resume (also ones that joined the list later) still matches.
+  saved = json.dumps(dict(_config(steps=999, nve_steps=1000, cost_repeats=8).to_dict()), sort_keys=True)
+  assert training._same_problem(saved, _config())
+  assert not training._same_problem(saved, _config(learning_rate=0.5))
+  assert not training._same_problem("not json", _config()) and not training._same_problem(None, _config())
 
 
 @pytest.mark.parametrize("variant", ["paper", "fire2"])

@@ -316,7 +316,7 @@ def train(loss_fn: Callable,
                      params, float("inf"), 0, 0)
   saved = files.load_checkpoint(ckpt_path, log=log) if ckpt_path else None
   if saved is not None:
-    if saved.get("config_key") != _resume_key(config):
+    if not _same_problem(saved.get("config_key"), config):
       raise ValueError(f"{ckpt_path} was written by a run with another config (only "
                        f"{', '.join(RESUMABLE_CHANGES)} may change on resume); use a fresh --workdir "
                        f"or delete it. Saved: {saved.get('config_key')}")
@@ -422,9 +422,10 @@ DEFAULT_MICROBATCH = 256
 # Steps with a non-finite loss or gradient (each skipped) after which training stops; `config.max_nonfinite_steps`.
 DEFAULT_MAX_NONFINITE = 10
 
-# Config entries that may change between a run and its resumption (they do not change the problem).
+# Config entries that may change between a run and its resumption (they do not change the problem). The nve_* and
+# cost_repeats entries of experiments/many_body.py only set what is measured after training.
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "patience", "cache_dir", "microbatch",
-                     "max_nonfinite_steps", "devices", "scan")
+                     "max_nonfinite_steps", "devices", "scan", "nve_steps", "nve_record_every", "cost_repeats")
 
 
 def training_mesh(config):
@@ -447,6 +448,21 @@ def _resume_key(config) -> str:
   items = config.to_dict() if hasattr(config, "to_dict") else dict(vars(config))
   return json.dumps({k: v for k, v in items.items() if k not in RESUMABLE_CHANGES}, sort_keys=True,
                     default=str)
+
+
+def _same_problem(saved_key, config) -> bool:
+  """Whether a checkpoint's `config_key` matches `config` up to `RESUMABLE_CHANGES`; entries of that list are
+  dropped from the saved key too, so checkpoints written before an entry joined the list still resume."""
+  if not isinstance(saved_key, str):
+    return False
+  try:
+    saved = json.loads(saved_key)
+  except ValueError:
+    return False
+  if not isinstance(saved, dict):
+    return False
+  kept = {k: v for k, v in saved.items() if k not in RESUMABLE_CHANGES}
+  return json.dumps(kept, sort_keys=True, default=str) == _resume_key(config)
 
 
 def _restore_state(fresh: TrainState, saved: dict, path: str) -> TrainState:
