@@ -33,6 +33,8 @@ def test_tiny_run_writes_results_figures_and_a_force_field(tmp_path, monkeypatch
   monkeypatch.setenv("UENN_CACHE_DIR", str(tmp_path / "cache"))
   workdir = str(tmp_path / "run")
   config = many_body_config.get_config("tiny")
+  assert not config.linear_path  # the paper's network by default on lj/cut
+  config.linear_path = config.compare_plain = True
   results = many_body.train_and_evaluate(config, workdir)
   for f in ("results.json", "figures/loss.png", "figures/parity.png", "model.npz", "metrics.jsonl"):
     assert os.path.getsize(os.path.join(workdir, f)) > 0, f
