@@ -8,7 +8,7 @@
 The core names (layers, networks, FIRE, equivariance tests) load at once; everything that needs jax-md (neighbor
 lists, descriptors, potentials, models, MD) loads on first use, so `import unitary_enn` stays light. Submodules:
 constants, checks, layers, network, fire, neighbors, structures, potentials, descriptors, quantity, diagnostics,
-data, models, training, simulate, thermalize, files, plots, testing.
+data, energy, models, training, simulate, thermalize, files, plots, testing.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from unitary_enn.testing import assert_equivariant, assert_invariant, random_uni
 
 __version__ = "0.2.0"
 
-_SUBMODULES = ("checks", "constants", "data", "descriptors", "diagnostics", "files", "fire", "layers", "md", "models",
-               "neighbors", "network", "plots", "potentials", "quantity", "simulate", "structures", "testing",
+_SUBMODULES = ("checks", "constants", "data", "descriptors", "diagnostics", "energy", "files", "fire", "layers", "md",
+               "models", "neighbors", "network", "plots", "potentials", "quantity", "simulate", "structures", "testing",
                "thermalize", "training")
 
 # Names that load their module (and jax-md) on first use.
 _LAZY = {
     "lj_energy": "potentials", "lj_forces": "potentials",
     "vector_descriptors": "descriptors", "scalar_descriptors": "descriptors", "descriptor_model": "descriptors",
-    "load_force_field": "models", "load_model": "models", "Model": "models",
+    "load_force_field": "models", "load_energy_field": "models", "load_model": "models", "Model": "models",
     "nve_trajectory": "simulate", "run_nve": "simulate",
 }
 
