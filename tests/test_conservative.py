@@ -38,12 +38,13 @@ def many_body_fields():
 
 
 def _many_body(seed=0):
-  params = energy.init_energy_network(jax.random.PRNGKey(seed), (8, 6, 5), (8,), dtype=F64)
+  """Vector descriptors with the scalar ones as a feature row (Sec. 3.3), as experiments.many_body trains it."""
+  params = energy.init_energy_network(jax.random.PRNGKey(seed), (8, 6, 5), (8,), n_features=1, dtype=F64)
   return models.Model(kind="many_body", params=params, sizes=(8, 6, 5), dtype="float64", eps=0.1,
                       scales={"inputs": np.linspace(0.5, 1.5, 8), "targets": [0.05], "energy": 0.05,
-                              "energy_offset": -0.02},
+                              "energy_offset": -0.02, "feature_inputs": np.linspace(2.0, 1.0, 8)},
                       basis=models.Basis(BASIS["r_s"], BASIS["eta"], BASIS["r_cut"], "cosine"),
-                      forces="conservative", head_hidden=(8,))
+                      forces="conservative", head_hidden=(8,), scalar_features=True)
 
 
 def _clusters(n, seed=1):
@@ -114,13 +115,15 @@ def test_training_path_matches_the_md_path_on_a_periodic_box(many_body_fields):
   m, forces, energy_field = many_body_fields
   pos, side = _box()
   pairs = energy.box_pairs(pos, side, BASIS["r_cut"])
-  d = energy.vector_descriptors_of_pairs(jnp.asarray(pos), jnp.asarray(pairs), side, **BASIS)
-  np.testing.assert_allclose(d, descriptors.vector_descriptors(pos, side, **BASIS), rtol=1e-12, atol=1e-13)
+  d = energy.vector_descriptors_of_pairs(jnp.asarray(pos), jnp.asarray(pairs), side, scalar_row=True, **BASIS)
+  np.testing.assert_allclose(d[:, :3], descriptors.vector_descriptors(pos, side, **BASIS), rtol=1e-12, atol=1e-13)
+  np.testing.assert_allclose(d[:, 3], descriptors.scalar_descriptors(pos, side, **BASIS), rtol=1e-12, atol=1e-13)
   boxes = data.BoxSet(pos, np.asarray([side]), np.asarray([len(pos)]), np.zeros_like(pos), {})
   layout = energy.BoxLayout(len(pos) + 3, len(pairs) + 10)  # padding atoms and pairs must not count
   x, _ = energy.pack_boxes(boxes, [pairs], layout, dtype=np.float64)
-  e_std, f_std = jax.jit(lambda p, v: energy.box_forces(p, v, layout, descriptor_scale=m.scales["inputs"],
-                                                       eps=m.eps, **BASIS))(m.params, jnp.asarray(x[0]))
+  e_std, f_std = jax.jit(lambda p, v: energy.box_forces(
+      p, v, layout, descriptor_scale=m.scales["inputs"], scalar_scale=m.scales["feature_inputs"], eps=m.eps,
+      **BASIS))(m.params, jnp.asarray(x[0]))
   s = float(m.scales["energy"])
   np.testing.assert_allclose(np.asarray(f_std)[:len(pos)] * s, forces(pos, side), rtol=1e-10, atol=1e-13)
   assert np.all(np.asarray(f_std)[len(pos):] == 0)

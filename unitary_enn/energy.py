@@ -15,6 +15,7 @@ The paper's networks predict forces directly (Sec. 4.2, 4.5); such forces are no
     vector_descriptors_of_pairs(...)              eq. 51 from positions on a fixed list of pairs (training)
     pack_boxes(...) / unpack_boxes(...)           periodic boxes with their pair lists as one float array per box,
                                                   the sample layout `training.train` takes
+    box_descriptors(...)                          the descriptors of a packed box (eq. 51, optionally eq. 34 as a row)
     box_energy(...) / box_forces(...)             E = sum of atomic energies of a packed box, F = -dE/dR
 
 Units and scales. A four-atom model sees x = r_ij / s_in (s_in in A) and gives a dimensionless E_std; its energy is
@@ -22,6 +23,11 @@ E = s_E E_std + N e_0 with s_E = s_in s_F (eV; s_F = the force scale, eV/A) and 
 With s_E = s_in s_F the standardized forces are simply F / s_F = -dE_std/dx mapped to the atoms, so force matching
 in standardized units is the loss of eq. 44 on -grad E. The same holds for the many-atom model with descriptors
 (dimensionless) instead of relative vectors: e_i = s_E e_std(D_i / s_D) + e_0.
+
+Many atoms. The atomic energy of a pair potential is a scalar sum over neighbours, which the vector descriptors
+(eq. 51) cannot give: in a symmetric environment they vanish whatever the distances (a perfect crystal at any
+lattice constant). So the many-atom energy network may take the scalar descriptors (eq. 34) as an invariant feature
+row of every descriptor vector (Sec. 3.3): inputs `(N, 3 + 1, K)`.
 
 Symmetry. The Gram matrix x^T x of the output vectors is O(3)-invariant, so E is rotation, reflection and
 translation invariant (it sees relative vectors or descriptors only) and F = -grad E is equivariant; the force
@@ -52,7 +58,7 @@ FORCE_KINDS = ("direct", "conservative")
 
 
 def init_energy_network(key: Array, sizes: Sequence[int], head_hidden: Sequence[int] = (32,), *,
-                        dtype=jnp.float32) -> dict:
+                        n_features: int = 0, dtype=jnp.float32) -> dict:
   """Parameters of an energy network: the UENN with vector widths `sizes` and an invariant head (Sec. 3.6).
 
   Args:
@@ -60,6 +66,7 @@ def init_energy_network(key: Array, sizes: Sequence[int], head_hidden: Sequence[
     sizes: vector widths of the UENN, input first; its last width M is the number of output vectors whose
       M (M + 1) / 2 Gram invariants feed the head.
     head_hidden: widths of the head's hidden layers (scalar softsign with residue); the head ends in 1 output.
+    n_features: invariant feature rows carried by every vector (Sec. 3.3); the head also sees the output's.
     dtype: a real float dtype (the energy must be real).
 
   Returns:
@@ -71,7 +78,7 @@ def init_energy_network(key: Array, sizes: Sequence[int], head_hidden: Sequence[
     raise TypeError(f"an energy network is real (O(n)); got dtype {jnp.dtype(dtype)}")
   k_uenn, k_head = jax.random.split(key)
   return {"uenn": init_uenn(k_uenn, sizes, dtype=dtype),
-          "head": init_invariant_head(k_head, sizes[-1], head_hidden, 1, dtype=dtype)}
+          "head": init_invariant_head(k_head, sizes[-1], head_hidden, 1, n_features=n_features, dtype=dtype)}
 
 
 def is_energy_params(params) -> bool:
@@ -79,19 +86,20 @@ def is_energy_params(params) -> bool:
   return isinstance(params, dict) and set(params) == {"uenn", "head"}
 
 
-def apply_energy_network(params: dict, x: Array, *, activation="softsign", eps: float = 0.0,
+def apply_energy_network(params: dict, x: Array, *, n_features: int = 0, activation="softsign", eps: float = 0.0,
                          precision=None) -> Array:
-  """E = MLP(Gram(UENN(x))): `(..., n, sizes[0])` -> `(...)`, invariant under O(n) acting on x.
+  """E = MLP(Gram(UENN(x))): `(..., n + n_features, sizes[0])` -> `(...)`, invariant under O(n) acting on x.
 
   Args:
-    params: from `init_energy_network`.
-    x: `(..., n, sizes[0])` vectors in the layer layout (standardized).
+    params: from `init_energy_network` (with the same n_features).
+    x: `(..., n + n_features, sizes[0])` vectors in the layer layout (standardized), with `n_features` trailing
+      invariant rows (Sec. 3.3); the head sees the Gram matrix of the output vectors and the output's feature rows.
     activation, eps, precision: of the UENN, as in `network.apply_uenn`.
   """
   if not is_energy_params(params):
     raise TypeError("params must be the {'uenn': ..., 'head': ...} dict of init_energy_network")
-  y = apply_uenn(params["uenn"], x, activation=activation, eps=eps, precision=precision)
-  return apply_invariant_head(params["head"], y, precision=precision)[..., 0]
+  y = apply_uenn(params["uenn"], x, activation=activation, eps=eps, precision=precision, n_features=n_features)
+  return apply_invariant_head(params["head"], y, n_features=n_features, precision=precision)[..., 0]
 
 
 # --- Four atoms: an energy of the eq. 42 relative vectors ----------------------------------------------------------
@@ -169,7 +177,7 @@ def four_body_energy_of_positions(params: dict, in_scale, energy_scale, energy_o
 
 
 def vector_descriptors_of_pairs(positions: Array, pairs: Array, side, *, r_s, eta, r_cut: float,
-                                cutoff="cosine", dtype=None) -> Array:
+                                cutoff="cosine", dtype=None, scalar_row: bool = False) -> Array:
   """Vector descriptors (eq. 51) of every atom from positions on a fixed list of ordered pairs, periodic.
 
   D_i = sum over listed pairs (i, j) of (r_ij / r_ij) exp(-eta (r_ij - r_s)^2) f_c(r_ij), r_ij = r_j - r_i by
@@ -183,9 +191,11 @@ def vector_descriptors_of_pairs(positions: Array, pairs: Array, side, *, r_s, et
     side: the box side in A (a scalar, may be traced); pairs farther than r_cut contribute 0.
     r_s, eta, r_cut, cutoff: the basis.
     dtype: of the sums (default: the positions').
+    scalar_row: append the scalar descriptors (eq. 34, the same sums without the unit vector) as a fourth row,
+      an invariant feature row of Sec. 3.3.
 
   Returns:
-    `(N, 3, K)`.
+    `(N, 3, K)`, or `(N, 4, K)` with `scalar_row`.
   """
   n = positions.shape[0]
   dtype = positions.dtype if dtype is None else jnp.dtype(dtype)
@@ -200,8 +210,9 @@ def vector_descriptors_of_pairs(positions: Array, pairs: Array, side, *, r_s, et
   g = gaussian_basis(r, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype)) * get_cutoff(cutoff)(r, r_cut)[:, None]
   g = jnp.where(valid[:, None], g, 0.0)
   r_hat = jnp.where(valid[:, None], dr / r[:, None], 0.0)
-  terms = r_hat[:, :, None] * g[:, None, :]  # (P, 3, K)
-  return jnp.zeros((n + 1, 3, g.shape[-1]), dtype).at[jnp.where(valid, i, n)].add(terms)[:n]
+  rows = [r_hat, jnp.ones_like(r_hat[:, :1])] if scalar_row else [r_hat]
+  terms = jnp.concatenate(rows, axis=1)[:, :, None] * g[:, None, :]  # (P, 3 [+ 1], K)
+  return jnp.zeros((n + 1,) + terms.shape[1:], dtype).at[jnp.where(valid, i, n)].add(terms)[:n]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -295,18 +306,32 @@ def unpack_boxes(inputs: Array, layout: BoxLayout):
   return n, side, positions, pairs, mask
 
 
+def box_descriptors(inputs: Array, layout: BoxLayout, *, r_s, eta, r_cut: float, cutoff="cosine",
+                    scalar_row: bool = False, positions: Array | None = None) -> Array:
+  """The descriptors of every atom of one packed box, `(layout.n_atoms, 3 [+ 1], K)` (`vector_descriptors_of_pairs`);
+  rows of padding atoms are 0. `positions` replaces the packed positions."""
+  _, side, packed_positions, pairs, _ = unpack_boxes(inputs, layout)
+  positions = packed_positions if positions is None else positions
+  return vector_descriptors_of_pairs(positions, pairs, side, r_s=r_s, eta=eta, r_cut=r_cut, cutoff=cutoff,
+                                     dtype=inputs.dtype, scalar_row=scalar_row)
+
+
 def box_energy(params: dict, inputs: Array, layout: BoxLayout, *, r_s, eta, r_cut: float, cutoff="cosine",
-               descriptor_scale=1.0, activation="softsign", eps: float = 0.0, precision=None,
+               descriptor_scale=1.0, scalar_scale=None, activation="softsign", eps: float = 0.0, precision=None,
                positions: Array | None = None) -> Array:
   """Standardized energy of one packed box: sum over its atoms of e_std(D_i / s_D) (padding atoms excluded).
 
+  With `scalar_scale` (`(K,)`), the scalar descriptors divided by it ride along as a feature row (Sec. 3.3).
   `positions` replaces the packed positions (to differentiate with respect to them).
   """
-  _, side, packed_positions, pairs, mask = unpack_boxes(inputs, layout)
-  positions = packed_positions if positions is None else positions
-  d = vector_descriptors_of_pairs(positions, pairs, side, r_s=r_s, eta=eta, r_cut=r_cut, cutoff=cutoff,
-                                  dtype=inputs.dtype)
-  e = apply_energy_network(params, d / jnp.asarray(descriptor_scale, d.dtype), activation=activation, eps=eps,
+  mask = unpack_boxes(inputs, layout)[-1]
+  features = scalar_scale is not None
+  d = box_descriptors(inputs, layout, r_s=r_s, eta=eta, r_cut=r_cut, cutoff=cutoff, scalar_row=features,
+                      positions=positions)
+  scale = jnp.asarray(descriptor_scale, d.dtype)
+  if features:
+    scale = jnp.stack([jnp.broadcast_to(scale, d.shape[-1:])] * 3 + [jnp.asarray(scalar_scale, d.dtype)])
+  e = apply_energy_network(params, d / scale, n_features=int(features), activation=activation, eps=eps,
                            precision=precision)
   return jnp.sum(jnp.where(mask, e, 0.0))
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from unitary_enn import checks, energy, files
 from unitary_enn.data import relative_vectors, symmetrize_permutations
-from unitary_enn.descriptors import vector_descriptors_neighbor_list
+from unitary_enn.descriptors import scalar_descriptors_neighbor_list, vector_descriptors_neighbor_list
 from unitary_enn.neighbors import neighbor_list_model
 from unitary_enn.network import apply_uenn
 
@@ -84,6 +84,8 @@ class Model:
     info: free-form metadata (e.g. the training results); not used to evaluate.
     forces: "direct" (the network predicts forces, the paper) or "conservative" (F = -grad E, `energy.py`).
     head_hidden: conservative only: hidden widths of the invariant energy head (informative; the params hold it).
+    scalar_features: many_body conservative only: the scalar descriptors (eq. 34) ride along as one invariant
+      feature row (Sec. 3.3) of the vector descriptors, divided by scales["feature_inputs"] `(K,)`.
   """
   kind: str
   params: Any
@@ -98,6 +100,7 @@ class Model:
   info: dict = dataclasses.field(default_factory=dict)
   forces: str = "direct"
   head_hidden: tuple = ()
+  scalar_features: bool = False
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -123,6 +126,9 @@ class Model:
       if missing:
         raise ValueError(f"a conservative model needs the scales {sorted(missing)}")
       object.__setattr__(self, "scales", {"energy_offset": np.zeros(()), **self.scales})
+    if self.scalar_features and (self.kind != "many_body" or not self.conservative
+                                 or "feature_inputs" not in self.scales):
+      raise ValueError("scalar_features needs a conservative many_body model with scales['feature_inputs']")
 
   @property
   def conservative(self) -> bool:
@@ -190,7 +196,7 @@ def save_model(workdir: str, model: Model) -> str:
               activation=model.activation, dtype=model.dtype, n_atoms=model.n_atoms, symmetrize=model.symmetrize,
               eps=model.eps, info=model.info, versions=files.package_versions())
   if model.conservative:
-    meta.update(forces=model.forces, head_hidden=list(model.head_hidden))
+    meta.update(forces=model.forces, head_hidden=list(model.head_hidden), scalar_features=model.scalar_features)
   if model.basis is not None:
     arrays["basis/r_s"] = np.asarray(model.basis.r_s, np.float64)
     meta["basis"] = dict(eta=float(model.basis.eta), r_cut=float(model.basis.r_cut), cutoff=model.basis.cutoff)
@@ -242,7 +248,8 @@ def load_model(path: str) -> Model:
                  activation=meta["activation"], dtype=meta["dtype"], n_atoms=meta.get("n_atoms"),
                  symmetrize=bool(meta.get("symmetrize", False)), basis=basis, eps=float(meta.get("eps", 0.0)),
                  info=meta.get("info", {}), forces=meta.get("forces", "direct"),
-                 head_hidden=tuple(meta.get("head_hidden", ())))
+                 head_hidden=tuple(meta.get("head_hidden", ())),
+                 scalar_features=bool(meta.get("scalar_features", False)))
   except (KeyError, TypeError, ValueError) as e:
     raise files.FileFormatError(f"{file!r}: incomplete or inconsistent model ({type(e).__name__}: {e})") from None
 
@@ -425,15 +432,21 @@ def model_energy_fn(model: Model | str, *, dtype=None, precision=None) -> Callab
 
 
 def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype):
+  """(params, dtype, descriptors_of(positions, neighbor) -> standardized `(N, 3 [+ 1], K)` network inputs)."""
   params = jax.tree.map(jnp.asarray, model.params)
   dtype = jnp.dtype(model.dtype)
   b = model.basis
-  _, descriptor_fn = vector_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, r_s=b.r_s, eta=b.eta,
-                                                      r_cut=b.r_cut, cutoff=b.cutoff, block=block)
+  kw = dict(r_s=b.r_s, eta=b.eta, r_cut=b.r_cut, cutoff=b.cutoff, block=block)
+  _, descriptor_fn = vector_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, **kw)
+  _, scalar_fn = scalar_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, **kw)
 
   def descriptors_of(positions, neighbor):
-    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype)
-    return d.astype(dtype) / jnp.asarray(model.scales["inputs"], dtype)
+    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype).astype(dtype)
+    d = d / jnp.asarray(model.scales["inputs"], dtype)
+    if model.scalar_features:  # the scalar descriptors (eq. 34) as a feature row (Sec. 3.3)
+      s = scalar_fn(positions, neighbor, dtype=descriptor_dtype or dtype).astype(dtype)
+      d = jnp.concatenate([d, (s / jnp.asarray(model.scales["feature_inputs"], dtype))[:, None, :]], axis=1)
+    return d
 
   return params, dtype, descriptors_of
 
@@ -442,8 +455,9 @@ def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | Non
                         precision=None, per_atom: bool = False):
   """The energy of a conservative many-atom model on a jax-md neighbor list: E = sum_i e(D_i) (Sec. 3.5-3.6).
 
-  e(D_i) = s_E e_std(D_i / s_D) + e_0: vector descriptors (eq. 51) -> UENN -> Gram invariants of its output vectors
-  -> scalar head. Arguments as in `many_body_force_fn`.
+  e(D_i) = s_E e_std(D_i / s_D) + e_0: vector descriptors (eq. 51; with `model.scalar_features`, the scalar ones of
+  eq. 34 as a feature row) -> UENN -> Gram invariants of its output vectors -> scalar head. Arguments as in
+  `many_body_force_fn`.
 
   Returns:
     `energy_fn(positions (N, 3) A, neighbor, **unused) -> ()` eV (or the atomic energies `(N,)` with per_atom),
@@ -456,7 +470,8 @@ def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | Non
 
   def energy_fn(positions, neighbor, **unused_kwargs):
     e = energy.apply_energy_network(params, descriptors_of(positions, neighbor), activation=model.activation,
-                                    eps=model.eps, precision=precision) * e_scale + e_offset
+                                    n_features=int(model.scalar_features), eps=model.eps,
+                                    precision=precision) * e_scale + e_offset
     e = e.astype(positions.dtype)
     return e if per_atom else jnp.sum(e)
 
