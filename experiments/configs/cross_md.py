@@ -17,6 +17,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (a variant of experiments/configs/many_body.py). The --train_workdir flag overrides this key.
   c.train_workdir = ""
   c.train_config = "quick"
+  # The conservative many_body model (F = -grad E): a workdir trained with forces = "conservative"; "" = train one
+  # first in <workdir>/train_conservative with `conservative_train_config`. --conservative_workdir overrides this.
+  c.conservative_workdir = ""
+  c.conservative_train_config = "conservative"
   c.dtype = "float64"  # of the MD (the network evaluates in the dtype it was trained in)
   c.seed = 0  # initial velocities of the thermalization
   # Crystal (docs/decisions.md §10): FCC argon, n_cells^3 unit cells of a = 5.24411 A, lj/cut at r_cut (LAMMPS lj/cut 10.0).
@@ -65,6 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.xyz_every = 1_000
   elif arg == "tiny":
     c.train_config = "tiny"
+    c.conservative_train_config = "conservative_tiny"
     c.n_cells = 5
     c.thermalize_ps = 0.2
     c.barostat_every = 20
