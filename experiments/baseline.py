@@ -78,6 +78,13 @@ def train_and_evaluate(config, workdir: str) -> dict:
   from unitary_enn import files, models, plots, training
 
   t_start = time.time()
+  # Every sub-run's training config is checked before the data is generated.
+  for name in set(config.models) | set(config.curve_models):
+    model_fns(name, config, None)
+    for setting, steps, every in (("fire", config.fire_steps, config.fire_eval_every),
+                                  ("adam", config.adam_steps, config.adam_eval_every),
+                                  ("adam", config.curve_steps, config.curve_eval_every)):
+      training.check_config(train_config(config, name, setting, steps, every))
   prepare_workdir(workdir)
   fb = FourBodyData(config)
   ds, dtype = fb.splits, fb.dtype

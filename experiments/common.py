@@ -21,12 +21,19 @@ def parse_flags(argv):
     sys.stderr.write(f"error: {e}\nPass --helpfull to see the flags.\n")
     sys.exit(2)
   except (AttributeError, KeyError) as e:
-    # ml_collections raises these for a key that the (locked) config does not have.
+    # ml_collections raises these for a key that the (locked) config does not have, as an AttributeError wrapping a
+    # KeyError whose text is "'key'\nDid you mean ...?": unwrap it, so that no repr quoting reaches the user.
+    inner = e
+    while inner.args and isinstance(inner.args[0], BaseException):
+      inner = inner.args[0]
+    text = str(inner.args[0]) if inner.args else str(inner)
     overrides = [a for a in argv[1:] if a.startswith("--config.")]
-    names = re.findall(r"'([^'\\]+)'", str(e)) or [str(e)]
+    names = re.findall(r"'([^'\\]+)'", text) or [text.splitlines()[0] if text else "?"]
+    hint = " ".join(line.strip() for line in text.splitlines()[1:] if line.strip())
     culprit = [a for a in overrides if names[0] in a]
-    sys.stderr.write(f"error: unknown config key {names[0]!r} in {culprit[0] if culprit else ' '.join(overrides)}: "
-                     "check the spelling against the config file (--helpfull lists the keys)\n")
+    sys.stderr.write(f"error: unknown config key {names[0]!r} in {culprit[0] if culprit else ' '.join(overrides)}"
+                     f"{f' ({hint})' if hint else ''}: check the spelling against the config file (--helpfull lists "
+                     "the keys)\n")
     sys.exit(2)
 
 

@@ -94,7 +94,8 @@ class FourBodyData:
 
 
 def _check_config(config):
-  sizes = tuple(config.sizes)
+  from unitary_enn import checks
+  sizes = checks.sizes("config.sizes", config.sizes)
   if config.forces not in ("direct", "conservative"):
     raise ValueError(f"config.forces must be 'direct' or 'conservative', got {config.forces!r}")
   if config.forces == "direct" and (sizes[0] != 6 or sizes[-1] != 4):
@@ -186,6 +187,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   import unitary_enn as uenn
   from unitary_enn import energy, files, models, plots, training
 
+  # Everything that can be checked before the data is generated (and before the workdir is touched).
+  training.check_config(config)
   sizes = _check_config(config)
   conservative = config.forces == "conservative"
   prepare_workdir(workdir)

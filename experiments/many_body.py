@@ -53,6 +53,9 @@ def bases_of(config) -> tuple[str, dict]:
 
 
 def _validate(config):
+  from unitary_enn import checks, training
+  training.check_config(config)
+  checks.sizes("config.hidden", config.hidden, minimum=0)
   if len(config.n_sets) != 3 or min(config.n_sets) < 1:
     raise ValueError(f"config.n_sets must be three positive numbers (train, validation, test), got "
                      f"{config.n_sets}")

@@ -61,10 +61,12 @@ def test_tiny_run_writes_results_and_figures(tmp_path, monkeypatch):
     for key in ("train_force_rmse", "validation_force_rmse", "test_force_rmse", "rotated_test_force_rmse"):
       assert np.isfinite(enn[key])
     # The equivariant network's error is unchanged by rotating the test set (exact by construction).
-    np.testing.assert_allclose(enn["rotated_test_force_rmse"], enn["test_force_rmse"], rtol=1e-3)
-  # The MLPs are not equivariant: their rotated-test error differs.
-  assert on_disk["models"]["mlp_b"]["adam"]["rotated_test_force_rmse"] != \
-      on_disk["models"]["mlp_b"]["adam"]["test_force_rmse"]
+    # (float32: the rotation only changes rounding, ~1e-7 relative.)
+    np.testing.assert_allclose(enn["rotated_test_force_rmse"], enn["test_force_rmse"], rtol=1e-5)
+  # The MLPs are not equivariant: rotating the test set changes their error far beyond rounding.
+  for name in ("mlp_a", "mlp_b"):
+    mlp = on_disk["models"][name]["adam"]
+    assert abs(mlp["rotated_test_force_rmse"] / mlp["test_force_rmse"] - 1) > 1e-3, name
   curve = on_disk["learning_curve"]
   assert curve["sizes"] == [30, 100, 300] and len(curve["enn"]) == 3 and len(curve["mlp_b"]) == 3
   assert results["rotated_test"]["num_reflections"] > 0

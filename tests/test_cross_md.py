@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests import external
 from unitary_enn import constants, files, models, potentials, quantity, simulate, structures, thermalize
 from unitary_enn.constants import ARGON_MASS
 from unitary_enn.potentials import lj_energy, lj_forces
@@ -203,7 +204,7 @@ def test_nve_input_errors(small_cross):
 
 
 def test_extxyz_reads_back_with_ase(tmp_path):
-  ase_io = pytest.importorskip("ase.io")
+  ase_io = external.require("ase.io")
   frames = np.random.default_rng(2).uniform(-50, 300, (3, 17, 3))
   path = str(tmp_path / "t.xyz")
   files.write_extxyz(path, frames, steps=[0, 100, 200], dt=0.001, cell=262.2)
@@ -272,7 +273,7 @@ def test_smoke_run_writes_results_figures_and_trajectories(tiny_run):
 
 
 def test_smoke_run_xyz_reads_back_with_ase(tiny_run):
-  ase_io = pytest.importorskip("ase.io")
+  ase_io = external.require("ase.io")
   workdir, _, _ = tiny_run
   for name in ("analytical", "network"):
     frames = ase_io.read(os.path.join(workdir, "trajectories", f"{name}.xyz"), index=":")

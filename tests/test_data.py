@@ -28,18 +28,22 @@ def test_relative_vectors_order_and_sign():
     np.testing.assert_allclose(x[:, col], pos[j] - pos[i])
 
 
-def test_dataset_split_targets_and_cache(tmp_path):
+def test_dataset_split_targets_and_cache(tmp_path, monkeypatch):
   ds = data.four_body_dataset(1000, seed=7, cache_dir=str(tmp_path))
   assert [len(ds[k]) for k in ("train", "validation", "test")] == [600, 200, 200]
   tr = ds["train"]
-  np.testing.assert_allclose(tr.targets, potentials.lj_forces_reference(tr.positions).swapaxes(-1, -2))
-  np.testing.assert_allclose(tr.inputs, data.relative_vectors(tr.positions))
-  files = os.listdir(tmp_path)
-  assert len(files) == 1 and files[0].endswith(".npz")
-  mtime = os.path.getmtime(tmp_path / files[0])
+  # Targets against an independent computation: autodiff of the LJ energy, not the closed form that made them.
+  np.testing.assert_allclose(tr.targets, np.asarray(potentials.lj_forces(tr.positions)).swapaxes(-1, -2),
+                             rtol=1e-10, atol=1e-12)
+  i, j = 2, 0  # eq. 42 by hand for one column: r_13 = r_3 - r_1
+  np.testing.assert_allclose(tr.inputs[:, :, 1], tr.positions[:, i] - tr.positions[:, j])
+  assert len(os.listdir(tmp_path)) == 1
+  # The second call reads the cache: generating or computing anything would raise here.
+  monkeypatch.setattr(data, "generate_clusters", lambda *a, **k: pytest.fail("regenerated a cached data set"))
+  monkeypatch.setattr(data, "lj_forces_reference", lambda *a, **k: pytest.fail("recomputed cached forces"))
   again = data.four_body_dataset(1000, seed=7, cache_dir=str(tmp_path))
-  assert os.path.getmtime(tmp_path / files[0]) == mtime  # read, not regenerated
   np.testing.assert_array_equal(again["test"].targets, ds["test"].targets)
+  monkeypatch.undo()
   other = data.four_body_dataset(1000, seed=8, cache_dir=str(tmp_path))
   assert not np.allclose(other["test"].positions, ds["test"].positions)
   assert len(os.listdir(tmp_path)) == 2

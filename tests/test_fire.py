@@ -172,5 +172,71 @@ def test_dtype_kept_and_no_recompilation(dtype):
 def test_fire_rejects_bad_arguments():
   with pytest.raises(ValueError, match="unknown FIRE variant 'euler'"):
     uenn.fire(variant="euler")
-  with pytest.raises(ValueError, match="dt_max must be > 0"):
+  with pytest.raises(ValueError, match="dt_max must be a positive"):
     uenn.fire(dt_max=0.0)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(f_dec=2.0), "f_dec must be < 1"), (dict(f_dec=0.0), "f_dec must be a positive"),
+    (dict(f_inc=0.9), "f_inc must be >= 1"), (dict(alpha_start=-1.0), "alpha_start must be a non-negative"),
+    (dict(alpha_start=1.5), r"alpha_start must be in \[0, 1\]"), (dict(f_alpha=1.01), r"f_alpha must be in \(0, 1\]"),
+    (dict(f_alpha=0.0), "f_alpha must be a positive"), (dict(dt=0.1), "dt must be <= dt_max"),
+    (dict(n_min=-3), "n_min must be a non-negative integer"), (dict(n_min=2.5), "n_min must be a non-negative"),
+    (dict(mass=-0.1), "mass must be a positive"), (dict(dt=float("nan")), "dt must be a positive, finite"),
+    (dict(dt_max=float("inf")), "dt_max must be a positive, finite"), (dict(variant=None), "unknown FIRE variant"),
+])
+def test_fire_rejects_each_bad_hyperparameter(kwargs, match):
+  """Row "FIRE with f_dec=2, alpha_start=-1, dt > dt_max, n_min=-3: accepted" of the reliability issue."""
+  with pytest.raises(ValueError, match=match):
+    uenn.fire(**kwargs)
+  with pytest.raises(ValueError, match=match):
+    uenn.scale_by_fire(**kwargs)
+  uenn.fire(n_min=0, alpha_start=0.0, f_alpha=1.0, f_inc=1.0, dt=0.01)  # the edges are allowed
+
+
+@pytest.mark.parametrize("variant", ["paper", "fire2"])
+def test_one_nan_gradient_is_skipped_counted_and_forgotten(variant):
+  """Row "FIRE after one NaN gradient: velocity NaN for good, dt grows, every parameter NaN next step".
+
+  A NaN gradient at step 20 of a run on the quadratic: no parameter moves at that step, the velocity is reset to
+  zero, dt shrinks by f_dec, the count says 1, and the run then goes on finite and still lowers the loss.
+  """
+  x0 = jnp.asarray([1.0, -0.5, 0.3, 2.0, -1.0])
+  grad = lambda x: jnp.asarray(CURV) * x
+  opt = uenn.fire(variant=variant)
+  state = opt.init(x0)
+  x = x0
+  update = jax.jit(opt.update)
+  for k in range(200):
+    g = grad(x)
+    if k == 20:
+      g = g.at[3].set(jnp.nan)
+      before, dt_before = x, float(state[1].dt)
+    u, state = update(g, state, x)
+    x = optax.apply_updates(x, u)
+    if k == 20:
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(before))
+      assert float(jnp.sum(jnp.abs(state[1].velocity))) == 0.0
+      assert float(state[1].dt) == pytest.approx(dt_before * P["f_dec"])
+      assert int(state[1].nonfinite) == 1 and int(state[1].count) == 0
+    assert bool(jnp.all(jnp.isfinite(x))) and bool(jnp.all(jnp.isfinite(state[1].velocity)))
+  assert int(state[1].nonfinite) == 1
+  energy = lambda x: float(jnp.sum(jnp.asarray(CURV) * x * x))
+  assert energy(x) < 0.1 * energy(x0)
+
+
+@pytest.mark.parametrize("variant", ["paper", "fire2"])
+def test_a_non_finite_power_is_uphill(variant):
+  """An overflowing power F.v (finite F and v) resets the velocity and shrinks dt instead of growing it."""
+  opt = uenn.scale_by_fire(variant=variant, n_min=0)
+  x = jnp.asarray([1.0, 1.0], jnp.float32)
+  state = opt.init(x)._replace(velocity=jnp.asarray([1e20, 1e20], jnp.float32))
+  g = jnp.asarray([-1e20, -1e20], jnp.float32)  # F = -g along v: P = 2e40 = +inf in float32
+  u, new = opt.update(g, state, x)
+  assert float(new.dt) == pytest.approx(float(state.dt) * P["f_dec"])
+  assert float(jnp.max(jnp.abs(new.velocity))) < 1e20  # reset (fire2 then takes one finite step from v = 0)
+  assert int(new.nonfinite) == 0 and bool(jnp.all(jnp.isfinite(u)))
+  # A force that overflows the velocity (F / m = inf) is uphill (paper) or skipped (fire2), never a NaN update.
+  u, new = opt.update(jnp.asarray([-3e38, 0.0], jnp.float32), opt.init(x), x)
+  assert float(jnp.sum(jnp.abs(u))) == 0.0 and bool(jnp.all(jnp.isfinite(new.velocity)))
+  assert float(new.dt) == pytest.approx(P["dt"] * P["f_dec"])

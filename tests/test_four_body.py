@@ -83,8 +83,9 @@ def test_binary_rejects_unknown_config_key(tmp_path):
        "--config=experiments/configs/four_body.py:tiny", "--config.stpes=10"],
       cwd=REPO, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 2
-  assert "unknown config key" in proc.stderr and "stpes" in proc.stderr
+  assert "unknown config key 'stpes'" in proc.stderr and "--config.stpes=10" in proc.stderr
   assert "Traceback" not in proc.stderr
+  assert "\\'" not in proc.stderr and "\\n" not in proc.stderr  # no escaped quotes or newlines (reliability row)
 
 
 def test_configs():

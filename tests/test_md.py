@@ -39,18 +39,25 @@ def test_model_force_fn_is_equivariant_and_translation_invariant(net_fn):
   np.testing.assert_allclose(net_fn(pos + jnp.array([1.5, -7.0, 2.5])), f, rtol=1e-10, atol=1e-12)
 
 
-def test_model_force_fn_agrees_with_load_force_field(tmp_path):
+def test_saved_four_body_model_gives_the_forces_of_an_independent_numpy_forward_pass(tmp_path):
+  """load_force_field (float32 model) and model_force_fn (evaluated in float64) against a NumPy transcription of
+  eq. 42 and the network (tests/test_values.py), not against each other."""
+  from tests.test_values import ref_network
   params = [jax.tree.map(lambda a: np.asarray(a, np.float32), l) for l in _network(1)]
   models.save_model(str(tmp_path), models.Model(kind="four_body", n_atoms=4, params=params, sizes=(6, 12, 8, 4),
                                                 activation="softsign", scales=SCALES, dtype="float32"))
-  pos = _clusters(3, seed=4)
+  pos = np.asarray(_clusters(3, seed=4))
+  pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+  x = np.stack([pos[:, j] - pos[:, i] for i, j in pairs], axis=-1) / np.asarray(SCALES["inputs"])  # (3, 3, 6)
+  p64 = [{k: np.asarray(v, np.float64) for k, v in l.items()} for l in params]
+  want = np.stack([ref_network(p64, xs) for xs in x]) * np.asarray(SCALES["targets"])  # (3, 3, 4)
+  want = want.swapaxes(-1, -2)
   loaded = uenn.load_force_field(str(tmp_path))(pos)
-  # Same function: the jitted model_force_fn reproduces load_force_field bit for bit.
-  np.testing.assert_array_equal(np.asarray(jax.jit(models.model_force_fn(str(tmp_path)))(pos)), np.asarray(loaded))
   assert loaded.dtype == jnp.float32  # load_force_field keeps the trained dtype
+  np.testing.assert_allclose(loaded, want, rtol=2e-5, atol=2e-6)
   in64 = jax.jit(models.model_force_fn(models.load_model(str(tmp_path)), dtype=DTYPE))(pos)
   assert in64.dtype == DTYPE
-  np.testing.assert_allclose(in64, loaded, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(in64, want, rtol=1e-12, atol=1e-14)
   with pytest.raises(ValueError, match="unknown model kind 'other'"):
     models.Model(kind="other", params=params, sizes=(6, 4), scales=SCALES)
 
@@ -82,7 +89,7 @@ def test_loop_work_vanishes_for_lj_and_obeys_stokes_for_a_linear_field():
   # A symmetric A is a gradient field: no work around any loop.
   sym = lambda r: (r.reshape(-1) @ (a + a.T)).reshape(r.shape)
   assert float(jnp.abs(diagnostics.loop_work(sym, pos, jax.random.PRNGKey(3))).max()) < 1e-12
-  with pytest.raises(ValueError, match="radius > 0"):
+  with pytest.raises(ValueError, match="radius must be a positive"):
     diagnostics.loop_work(lj_forces, pos, jax.random.PRNGKey(0), radius=0.0)
 
 
@@ -121,8 +128,23 @@ def test_maxwell_boltzmann_momenta():
   # Unequal masses: total momentum still zero.
   q = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(1), pos[0], jnp.array([1.0, 2.0, 3.0, 4.0]), 5.0)
   np.testing.assert_allclose(q.sum(-2), 0.0, atol=1e-15)
-  with pytest.raises(ValueError, match="temperature must be > 0"):
+  with pytest.raises(ValueError, match="temperature \(K\) must be a positive"):
     quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos, temperature=0.0)
+
+
+def test_maxwell_boltzmann_momenta_scale_with_the_mass_of_each_atom():
+  """Equipartition atom by atom: <p_i^2 / m_i> is the same for every atom, whatever its mass. The rescaling to the
+  exact total kinetic energy cannot hide a wrong mass scaling here (with p ~ N(0, m kT) replaced by N(0, kT), the
+  heavy atoms would get 64 times too little kinetic energy)."""
+  masses = jnp.array([1.0, 4.0, 16.0, 64.0], DTYPE) * ARGON_MASS
+  pos = jnp.zeros((20_000, 4, 3), DTYPE)
+  p = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(3), pos, masses, 30.0)
+  per_atom = np.mean(np.sum(np.asarray(p) ** 2, axis=-1) / (2 * np.asarray(masses)), axis=0)  # <KE_i>
+  total = 0.5 * (3 * 4 - 3) * KB * 30.0
+  # Removing the centre-of-mass momentum takes the share m_i / M of atom i's 3 degrees of freedom away.
+  expected = 1.5 * KB * 30.0 * (1 - np.asarray(masses) / float(masses.sum()))
+  expected *= total / expected.sum()
+  np.testing.assert_allclose(per_atom, expected, rtol=0.03)
   with pytest.raises(ValueError, match=r"positions has shape \(4, 2\)"):
     quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), jnp.zeros((4, 2)))
   with pytest.raises(ValueError, match=r"mass has shape \(3,\)"):

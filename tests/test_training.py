@@ -24,7 +24,7 @@ def _problem(dtype=jnp.float64, n=256):
 def _config(**kw):
   c = ml_collections.ConfigDict(dict(optimizer="adam", learning_rate=1e-2, warmup_steps=5, end_lr_factor=0.1,
                                      batch_size=32, steps=60, eval_every=10, checkpoint_every=20, seed=0,
-                                     patience=0, fire=dict(variant="fire2")))
+                                     patience=0, max_nonfinite_steps=10, fire=dict(variant="fire2")))
   c.update(kw)
   return c
 
@@ -74,6 +74,42 @@ def test_resume_after_a_kill_continues_the_same_trajectory(tmp_path):
     training.train(loss, params, tr, va, _config(learning_rate=0.5), str(tmp_path / "b"), log=lambda s: None)
 
 
+@pytest.mark.parametrize("variant", ["paper", "fire2"])
+def test_full_batch_fire_resumes_with_its_state(variant, tmp_path):
+  """FIRE's velocity, dt, alpha and count survive a kill and a resume: the resumed run ends where an uninterrupted
+  one does (a restart with fresh FIRE state would not: its dt would start again from 0.001)."""
+  params, tr, va, loss = _problem()
+  cfg = _config(optimizer="fire", steps=60, fire=dict(variant=variant))
+  full = training.train(loss, params, tr, va, cfg, str(tmp_path / "a"), log=lambda s: None)
+
+  class Killed(Exception):
+    pass
+
+  def killer(line):
+    if line.startswith("step       30"):
+      raise Killed
+
+  with pytest.raises(Killed):
+    training.train(loss, params, tr, va, cfg, str(tmp_path / "b"), log=killer)
+  resumed = training.train(loss, params, tr, va, cfg, str(tmp_path / "b"), log=lambda s: None)
+  for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_adam_schedule_warms_up_linearly_then_decays_by_a_cosine():
+  cfg = _config(learning_rate=2e-3, warmup_steps=10, steps=110, end_lr_factor=0.01)
+  opt = training.make_optimizer(cfg)
+  params = {"w": jnp.zeros(())}
+  state = opt.init(params)
+  seen = []
+  for _ in range(110):  # with a gradient of 1, Adam's first step size is the learning rate itself
+    updates, state = opt.update({"w": jnp.ones(())}, state, params)
+    seen.append(-float(updates["w"]))
+  lr = lambda t: 2e-3 * t / 10 if t <= 10 else 2e-5 + (2e-3 - 2e-5) * 0.5 * (1 + np.cos(np.pi * (t - 10) / 100))
+  # Adam's normalized step for a constant gradient is 1 (up to eps), so the update is the scheduled rate.
+  np.testing.assert_allclose(seen, [lr(t) for t in range(110)], rtol=1e-5, atol=1e-10)
+
+
 def test_early_stopping_and_nan_detection(tmp_path):
   params, tr, va, loss = _problem()
   res = training.train(loss, params, tr, va, _config(learning_rate=0.0, warmup_steps=0, patience=2, steps=100),
@@ -86,6 +122,67 @@ def test_early_stopping_and_nan_detection(tmp_path):
   with pytest.raises(FloatingPointError, match="non-finite at step"):  # weights ~1e30: squares overflow
     training.train(loss, params32, tr32, va32, _config(learning_rate=1e30, warmup_steps=0), None,
                    log=lambda s: None)
+
+
+def _nan_beyond_one(p, x, y):
+  """A least-squares loss pulling w[0] to 3, undefined (NaN value and gradient) for w[0] > 1."""
+  return jnp.mean((x @ p["w"] - y) ** 2) + 0.0 * jnp.sqrt(1.0 - p["w"][0])
+
+
+@pytest.mark.parametrize("variant", ["paper"])  # fire2 reacts alike (tests/test_fire.py)
+def test_fire_training_stops_inside_the_chunk_and_hands_back_the_last_finite_parameters(variant):
+  """Row "FIRE after one NaN gradient: ... the loop notices only at the end of a chunk": the loop skips each
+  non-finite step and stops after config.max_nonfinite_steps of them, without running the rest of a long chunk,
+  naming the step; NonFiniteError.params are parameters with a finite loss."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (64, 2), jnp.float64)
+  y = x @ jnp.asarray([3.0, -1.0])
+  cfg = _config(optimizer="fire", steps=4000, eval_every=2000, max_nonfinite_steps=4,
+                fire=dict(variant=variant, dt=0.01, dt_max=0.1))
+  lines = []
+  with pytest.raises(training.NonFiniteError, match=r"non-finite at step (\d+).*Stopped at step") as err:
+    training.train(_nan_beyond_one, {"w": jnp.zeros(2)}, (x, y), (x, y), cfg, None, log=lines.append)
+  e = err.value
+  first = int(str(e).split("non-finite at step ")[1].split()[0])
+  assert e.step == first + 3 < 2000  # four non-finite steps in a row (full batch, parameters unchanged), then stop
+  assert e.last_finite_step == first - 2  # step first - 1 (finite) took w[0] past 1
+  assert float(e.params["w"][0]) <= 1.0 and np.isfinite(float(_nan_beyond_one(e.params, x, y)))
+  assert "max_nonfinite_steps = 4" in lines[-1]
+
+
+def test_adam_skips_non_finite_mini_batches_without_poisoning_the_parameters(tmp_path):
+  """A loss that is NaN on every mini-batch holding sample 0 (its gradient stays finite): those steps are skipped
+  and counted, the others train, and the parameters stay finite; with Adam's moments untouched by NaN."""
+  params, tr, va, loss = _problem()
+  marker = tr[0][0, 0, 0]
+
+  def poisoned(p, a, b):
+    return loss(p, a, b) + jnp.where(jnp.any(a[:, 0, 0] == marker), jnp.nan, 0.0)
+
+  lines = []
+  res = training.train(poisoned, params, tr, va, _config(steps=100, eval_every=100, max_nonfinite_steps=50),
+                       str(tmp_path), log=lines.append)
+  assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(res.params))
+  skipped = res.history[-1]["nonfinite_steps"]
+  assert 3 <= skipped < 50  # ~15% of batches of 32 out of 192 hold sample 0
+  assert any("became non-finite" in l and "training goes on" in l for l in lines)
+  assert res.best_val < 0.5 * float(loss(params, *va))
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("steps", 0, "config.steps must be a positive integer"), ("steps", -5, "config.steps"),
+    ("eval_every", 0, "config.eval_every"), ("max_nonfinite_steps", 0, "config.max_nonfinite_steps"),
+    ("batch_size", 0, "config.batch_size"), ("learning_rate", float("nan"), "config.learning_rate"),
+    ("patience", -1, "config.patience"),
+])
+def test_bad_training_config_is_rejected_before_any_step(key, value, match):
+  """Row "--config.steps=0 or negative: writes an untrained model ... then crashes in plotting" (library side)."""
+  params, tr, va, loss = _problem(n=200)
+  with pytest.raises(ValueError, match=match):
+    training.train(loss, params, tr, va, _config(**{key: value}), None, log=lambda s: None)
+  with pytest.raises(ValueError, match="FIRE f_dec must be < 1"):
+    training.check_config(_config(optimizer="fire", fire=dict(variant="paper", f_dec=2.0)))
+  with pytest.raises(ValueError, match="validation sets must not be empty, got 192 and 0"):
+    training.train(loss, params, tr, (va[0][:0], va[1][:0]), _config(), None, log=lambda s: None)
 
 
 def test_unknown_optimizer():

@@ -8,7 +8,7 @@
 The core names (layers, networks, FIRE, equivariance tests) load at once; everything that needs jax-md (neighbor
 lists, descriptors, potentials, models, MD) loads on first use, so `import unitary_enn` stays light. Submodules:
 constants, checks, layers, network, fire, neighbors, structures, potentials, descriptors, quantity, diagnostics,
-data, energy, models, training, simulate, thermalize, files, plots, testing.
+data, energy, models, training, simulate, thermalize, files, plots, testing, quantum (the complex U(n) tasks).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from unitary_enn.testing import assert_equivariant, assert_invariant, random_uni
 __version__ = "0.2.0"
 
 _SUBMODULES = ("checks", "constants", "data", "descriptors", "diagnostics", "energy", "files", "fire", "layers", "md",
-               "models", "neighbors", "network", "plots", "potentials", "quantity", "simulate", "structures", "testing",
-               "thermalize", "training")
+               "models", "neighbors", "network", "plots", "potentials", "quantity", "quantum", "simulate", "structures",
+               "testing", "thermalize", "training")
 
 # Names that load their module (and jax-md) on first use.
 _LAZY = {

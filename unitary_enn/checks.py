@@ -19,9 +19,12 @@ def is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
-def as_array(name: str, x, *, kind: str = "real"):
+def as_array(name: str, x, *, kind: str = "real", numpy: bool = False):
   """`x` as an array (lists and tuples accepted): kind "real" (ints become floats), "complex", "number"
-  (real or complex) or "integer"; anything else (strings, objects, booleans) is a TypeError naming `name`."""
+  (real or complex) or "integer"; anything else (strings, objects, booleans) is a TypeError naming `name`.
+
+  numpy=True returns a NumPy array (for static values such as a radial basis, which must stay constants under jit).
+  """
   import jax.numpy as jnp
   if isinstance(x, (str, bytes)) or x is None:
     raise TypeError(f"{name} must be an array of numbers, got {type(x).__name__}")
@@ -35,10 +38,63 @@ def as_array(name: str, x, *, kind: str = "real"):
         "number": np.issubdtype(dt, np.number) and not np.issubdtype(dt, np.bool_),
         "integer": np.issubdtype(dt, np.integer)}[kind]
   if not ok or dt == np.bool_:
-    raise TypeError(f"{name} must hold {kind} numbers, got dtype {dt}")
+    what = {"number": "real or complex"}.get(kind, kind)
+    raise TypeError(f"{name} must hold {what} numbers, got dtype {dt}")
   if kind == "real" and np.issubdtype(dt, np.integer):
     arr = arr.astype(jnp.result_type(float))
+  if numpy:
+    return np.asarray(arr)
   return jnp.asarray(arr) if not isinstance(arr, jax.core.Tracer) else arr
+
+
+def prng_key(name: str, key):
+  """`key` if it is a JAX PRNG key (`jax.random.PRNGKey(seed)`, uint32 `(2,)`, or a typed `jax.random.key`);
+  TypeError naming `name` otherwise (an int seed, a float array)."""
+  if isinstance(key, jax.core.Tracer):
+    return key
+  dt = getattr(key, "dtype", None)
+  if dt is not None and jax.dtypes.issubdtype(dt, jax.dtypes.prng_key):
+    return key
+  if dt is not None and np.dtype(dt) == np.uint32 and np.shape(key)[-1:] == (2,):
+    return key
+  raise TypeError(f"{name} must be a JAX PRNG key such as jax.random.PRNGKey(0), got {type(key).__name__}"
+                  + (f" of dtype {dt} and shape {np.shape(key)}" if dt is not None else f" {key!r}"))
+
+
+def float_dtype(name: str, dtype, *, allow_complex: bool = True):
+  """`dtype` as a NumPy dtype if it is a floating (or, with allow_complex, complex) type; TypeError otherwise."""
+  try:
+    dt = np.dtype(dtype)
+  except TypeError:
+    raise TypeError(f"{name} must be a float{' or complex' if allow_complex else ''} dtype, got {dtype!r}") from None
+  if not (np.issubdtype(dt, np.floating) or (allow_complex and np.issubdtype(dt, np.complexfloating))):
+    raise TypeError(f"{name} must be a float{' or complex' if allow_complex else ''} dtype, got {dt}")
+  return dt
+
+
+def layer_params(name: str, params, *, bias_shape=None) -> list:
+  """A non-empty list of layers {"W": `(M_k, M_{k+1})`, "b": ...} whose widths chain; ValueError naming `name`.
+
+  bias_shape: a function `W.shape -> expected b shape` (default: b has W's shape, the equivariant layer).
+  """
+  if isinstance(params, dict) or not isinstance(params, (list, tuple)):
+    raise ValueError(f"{name} must be a list of layers {{'W', 'b'}} (from init_uenn / init_mlp), got "
+                     f"{type(params).__name__}")
+  if not params:
+    raise ValueError(f"{name} is empty: a network needs at least one layer (init_uenn(key, sizes) with "
+                     "len(sizes) >= 2)")
+  prev = None
+  for k, layer in enumerate(params):
+    if not isinstance(layer, dict) or "W" not in layer or "b" not in layer:
+      raise ValueError(f"{name}[{k}] must be a dict with 'W' and 'b', got {type(layer).__name__}")
+    w, b = np.shape(layer["W"]), np.shape(layer["b"])
+    want_b = bias_shape(w) if bias_shape else w
+    if len(w) != 2 or b != tuple(want_b):
+      raise ValueError(f"{name}[{k}] has W {w} and b {b}; expected W (M_in, M_out) and b {tuple(want_b)}")
+    if prev is not None and w[0] != prev:
+      raise ValueError(f"{name}[{k}]['W'] has {w[0]} inputs but layer {k - 1} has {prev} outputs")
+    prev = w[1]
+  return list(params)
 
 
 def check_finite(name: str, x) -> None:
@@ -169,5 +225,9 @@ def check_no_coincident(positions, box: float | None = None, *, tol: float = 1e-
       if len(hit):
         s, i, j = int(c + hit[0][0]), int(a + hit[0][1]), int(hit[0][2])
         where = f" in configuration {s}" if len(p) > 1 else ""
-        raise ValueError(f"atoms {i} and {j}{where} sit at the same position {p[s, i].tolist()} A; the potential "
-                         "is singular there")
+        d = float(np.sqrt(r2[hit[0][0], hit[0][1], j]))
+        if d <= 1e-8:
+          raise ValueError(f"atoms {i} and {j}{where} sit at the same position {p[s, i].tolist()} A; the "
+                           "potential is singular there")
+        raise ValueError(f"atoms {i} and {j}{where} are only {d:.3g} A apart (atom {i} at {p[s, i].tolist()} A), "
+                         f"closer than {tol:.3g} A, where the potential overflows this dtype")

@@ -179,13 +179,20 @@ def _cache_path(cache_dir: str, kind: str, params: dict) -> str:
   return os.path.join(cache_dir, f"{kind}_{key}.npz")
 
 
-def _read_cache(path: str | None, log=None) -> dict | None:
-  """The arrays of a cache file, or None when there is none; a damaged one is removed (and rebuilt by the
-  caller) with a warning naming it."""
+def _read_cache(path: str | None, log=None, keys: Sequence[str] = ()) -> dict | None:
+  """The arrays of a cache file, or None when there is none; a damaged one (unreadable, or without one of `keys`,
+  or with a non-finite value) is removed (and rebuilt by the caller) with a warning naming it."""
   if not path or not os.path.exists(path):
     return None
   try:
-    return files.load_npz(path)
+    arrays = files.load_npz(path)
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+      raise files.FileFormatError(f"{path!r} lacks the array(s) {missing}")
+    bad = [k for k, a in arrays.items() if np.issubdtype(a.dtype, np.number) and not np.all(np.isfinite(a))]
+    if bad:
+      raise files.FileFormatError(f"{path!r} holds NaN or Inf in {bad}")
+    return arrays
   except files.FileFormatError as e:
     msg = f"{e}; removing it and computing the data again"
     (log or (lambda m: warnings.warn(m, RuntimeWarning, stacklevel=3)))(msg)
@@ -208,7 +215,7 @@ def four_body_dataset(n_configs: int, *, seed: int = 0, r_min: float = FOUR_BODY
   gen = dict(n_configs=int(n_configs), seed=int(seed), r_min=float(r_min), position_std=float(position_std),
              n_atoms=4, version=1)
   path = _cache_path(cache_dir, "four_body", gen) if cache_dir else None
-  cached = _read_cache(path)
+  cached = _read_cache(path, keys=("positions", "forces"))
   if cached is not None:
     positions, forces = cached["positions"], cached["forces"]
   else:
@@ -333,7 +340,7 @@ def random_box_set(*, seed: int, sides: Sequence[float] = PAPER_BOX_SIDES, max_a
              max_trials=int(max_trials), r_cut=float(r_cut), potential="lj/cut argon", version=1)
   base_path = _cache_path(cache_dir, "many_body_set", gen) if cache_dir else None
   t0 = time.time()
-  cached = _read_cache(base_path, log)
+  cached = _read_cache(base_path, log, keys=("positions", "box_sides", "counts", "forces"))
   if cached is not None:
     positions, box_sides, counts, forces = (cached[k] for k in ("positions", "box_sides", "counts", "forces"))
     made = False
@@ -352,7 +359,7 @@ def random_box_set(*, seed: int, sides: Sequence[float] = PAPER_BOX_SIDES, max_a
   for name, b in bases.items():
     path = (_cache_path(cache_dir, "many_body_desc", dict(gen, cutoff=cutoff, **_basis_key(b)))
             if cache_dir else None)
-    cached = _read_cache(path, log)
+    cached = _read_cache(path, log, keys=("descriptors",))
     if cached is not None:
       desc[name] = cached["descriptors"]
     else:

@@ -26,6 +26,7 @@ r_cut = 10 A, cosine cutoff.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Sequence
 
 import jax
@@ -34,7 +35,7 @@ import numpy as np
 from jax_md import partition
 
 from unitary_enn import checks
-from unitary_enn.layers import get_activation, glorot_uniform
+from unitary_enn.layers import get_activation, glorot_uniform, resolve_precision
 from unitary_enn.constants import PAPER_ETA, PAPER_N_DESCRIPTORS, PAPER_R_CUT, PAPER_R_S_START, PAPER_R_S_STEP
 from unitary_enn.neighbors import minimum_image, neighbor_format, neighbor_list_model, pair_displacements
 
@@ -78,8 +79,9 @@ def get_cutoff(cutoff: str | CutoffFn) -> CutoffFn:
 
 def radial_grid(start: float, n: int, step: float = 0.1) -> np.ndarray:
   """Centres r_s^a = start + a * step, a = 0..n-1 (A), float64."""
-  if n < 1 or step <= 0:
-    raise ValueError(f"radial_grid needs n >= 1 and step > 0, got n={n}, step={step}")
+  n, step = checks.positive_int("n", n), checks.positive("step", step)
+  if isinstance(start, (bool, str)) or not np.isfinite(float(start)):
+    raise ValueError(f"start must be a finite number of A, got {start!r}")
   return start + step * np.arange(n, dtype=np.float64)
 
 
@@ -105,41 +107,206 @@ def edge_features(r: Array, *, r_s: Array, eta: Array | float, r_cut: float,
   return gaussian_basis(r, r_s, jnp.asarray(eta, r.dtype)) * get_cutoff(cutoff)(r, r_cut)[..., None]
 
 
-def _pair_terms(dr: Array, valid: Array, r_s: Array, eta: Array, r_cut: float, cutoff: CutoffFn):
-  """Edge features and unit vectors of pairs, safely masked (no NaN/inf in values or gradients).
+def _pair_terms(dr: Array, valid: Array, r_cut: float, cutoff: CutoffFn, vector: bool):
+  """Distances and cutoff weights of pairs, safely masked (no NaN/inf in values or gradients).
+
+  The factors of a pair's terms in eq. 34-35 other than its Gaussians: f_c(r_ij) r_ij / r_ij (vector) or
+  f_c(r_ij) (scalar). They multiply the pair's 3 (or 1) numbers, not its K Gaussians.
 
   Args:
     dr: `(..., 3)` r_ij = r_j - r_i in A.
     valid: `(...)` bool, False for padding and self pairs.
+    r_cut, cutoff: the cutoff radius in A and function.
+    vector: return the vector weight (eq. 35) rather than the scalar one (eq. 34).
 
   Returns:
-    g `(..., K)` (eq. 33, zero for invalid pairs, r = 0 or r >= r_cut) and r_hat `(..., 3)` (zero likewise).
+    r `(...)` in A (1 for invalid pairs, so that their Gaussians and gradients stay finite) and the weight
+    `(..., 3)` (vector) or `(...)` (scalar), zero for invalid pairs, r = 0 or r >= r_cut. A pair whose distance
+    is NaN (a NaN position, under jit where it cannot be rejected) gets a NaN weight, so the atoms that see it
+    get NaN descriptors instead of losing a neighbour; an infinite distance (an atom at infinity, or a squared
+    distance that overflows) is beyond the cutoff.
   """
   r2 = jnp.sum(dr * dr, axis=-1)
+  # Comparisons with NaN are False: without this the pair would silently drop out of the sums.
+  poison = jnp.where(valid & jnp.isnan(r2), r2, 0.0)[..., None]
   valid = valid & (r2 > 0) & (r2 < r_cut * r_cut)
   r = jnp.sqrt(jnp.where(valid, r2, 1.0))
-  g = jnp.where(valid[..., None], gaussian_basis(r, r_s, eta) * cutoff(r, r_cut)[..., None], 0.0)
-  r_hat = jnp.where(valid[..., None], dr / r[..., None], 0.0)
-  return g, r_hat
+  fc = jnp.where(valid, cutoff(r, r_cut), 0.0)
+  if vector:
+    return r, dr * (fc / r)[..., None] + poison
+  return r, fc + poison[..., 0]
+
+
+# --- The sum over a pair's Gaussians: the full basis or the band around r -------------------------------
+#
+# A pair at distance r needs only the centres whose Gaussian exp(-eta (r - r_s)^2) does not underflow; the
+# band holds those consecutive centres, computed exactly as `gaussian_basis` computes them (same r, same
+# centres, same operations) and scatter-added into their K channels, so that every channel, however small,
+# equals the full sum's to rounding. Dropping more (e.g. all Gaussians below 2^-24, 9 of the 73 centres of
+# Sec. 4.5) is exact to rounding relative to the largest channel but not per channel, and the network reads
+# the direction of every channel through e = x / |x| (eq. 9): a channel made only of Gaussian tails still
+# carries the direction of its nearest neighbours (down to |x| ~ 1e-19 in a float32 network, below which
+# |x|^2 underflows in `layers.safe_norm` and e = 0), and zeroing it changed the forces of a trained Sec. 4.5
+# network by 9% of their largest value (6.2e-3 of 0.067 eV/A; `python -m benchmarks.descriptor_sum --cells=5
+# --bands=9,21 --model=WORKDIR`).
+
+BAND_MAX_FRACTION = 1 / 4  # automatic band only when it holds at most this fraction of the centres
+
+
+def _band_width(r_s, eta, dtype) -> int | None:
+  """The narrowest band of centres per pair that gives every channel of the sum to rounding, or None.
+
+  A Gaussian farther than sqrt(-ln(tiny) / eta) from r underflows to zero (tiny: the smallest subnormal
+  number of `dtype`, whether or not the backend flushes subnormals; float32: 1.02 A for eta = 100 A^-2,
+  float64: 2.73 A), so the full sum holds nothing of it either. The band holds the kb consecutive centres nearest to r (`_band_start`), so every centre left out
+  lies at least kb / 2 grid steps from r; kb is the smallest width for which that is beyond reach.
+
+  Args:
+    r_s: `(K,)` centres in A.
+    eta: scalar or `(K,)` in A^-2.
+    dtype: the float dtype of the sum.
+
+  Returns:
+    kb, or None when the centres or eta are traced, the centres are not a uniform grid (to 1e-3 of a step),
+    eta differs between centres, or the band would hold more than half of the centres.
+  """
+  if not (checks.is_concrete(r_s) and checks.is_concrete(eta)):
+    return None
+  r_s = np.asarray(r_s, np.float64)
+  eta = np.asarray(eta, np.float64)
+  k = r_s.shape[0] if r_s.ndim == 1 else 0
+  if k < 4 or not np.all(np.isfinite(r_s)) or not np.all(eta == eta.flat[0]) or not eta.flat[0] > 0:
+    return None
+  step = (r_s[-1] - r_s[0]) / (k - 1)
+  if not step > 0:
+    return None
+  off_grid = float(np.max(np.abs(r_s - (r_s[0] + step * np.arange(k)))))
+  if off_grid > 1e-3 * step:
+    return None
+  tiny = float(np.finfo(dtype).smallest_subnormal)
+  # Reach of a Gaussian above underflow, plus the grid's irregularity and the rounding of the band index.
+  reach = math.sqrt(-math.log(tiny) / float(eta.flat[0])) + 2.0 * off_grid + 1e-3 * step
+  kb = int(math.ceil(2.0 * reach / step))
+  return kb if 2 * kb <= k else None
+
+
+def _auto_band(r_s, eta, dtype) -> int | None:
+  """The band used when none is asked for: `_band_width` when it is at most `BAND_MAX_FRACTION` of the
+  centres, else None (the full sum).
+
+  The band replaces K exponentials per pair by kb and a scatter-add of kb x 3 numbers; on a 2-core AMD EPYC
+  (XLA CPU) it paid at kb = 9 of 73 (1.1-1.2x), not at 16 or 19 (0.8-1.0x): benchmarks/descriptor_sum.py.
+  The exact band of the paper's basis in float32 is 21 of 73, so its sums are full.
+  """
+  kb = _band_width(r_s, eta, dtype)
+  return kb if kb is not None and kb <= BAND_MAX_FRACTION * np.shape(r_s)[0] else None
+
+
+def _band_start(r: Array, r_s: Array, kb: int) -> Array:
+  """First centre c of the band [c, c + kb) around each r: `(...)` -> `(...)` int32 in [0, K - kb].
+
+  With x = (r - r_s[0]) / step, c = floor(x - kb/2 + 1) puts x in [c + kb/2 - 1, c + kb/2), so the centres
+  c - 1 and c + kb are at least kb / 2 steps away (further still where c is clipped at the ends).
+  """
+  k = r_s.shape[0]
+  x = jax.lax.stop_gradient((r - r_s[0]) * ((k - 1) / (r_s[-1] - r_s[0])))
+  return jnp.clip(jnp.floor(x - (kb / 2 - 1)), 0, k - kb).astype(jnp.int32)
+
+
+def _banded_gaussians(r: Array, r_s: Array, eta: Array, kb: int) -> tuple[Array, Array]:
+  """The band of Gaussians around each r: c `(...)` int32 and exp(-eta (r - r_s[c + t])^2) `(..., kb)`.
+
+  Bit for bit the values `gaussian_basis` gives at centres c .. c + kb - 1 (eta must be one value).
+  """
+  k = r_s.shape[0]
+  windows = jnp.stack([r_s[t:t + k - kb + 1] for t in range(kb)], axis=-1)  # windows[c, t] = r_s[c + t]
+  c = _band_start(r, r_s, kb)
+  d = r[..., None] - windows[c]
+  eta = eta if jnp.ndim(eta) == 0 else eta[0]
+  return c, jnp.exp(-eta * d * d)
+
+
+def _band_payload(g: Array, w: Array, v: Array, vector: bool) -> Array:
+  """What a pair adds to its band of channels: g `(P, kb)`, w `(P, [3])`, v `(P, S)` -> `(P, kb, S, [3])`."""
+  if vector:
+    return g[:, :, None, None] * (v[:, :, None] * w[:, None, :])[:, None]
+  return g[:, :, None] * (v * w[:, None])[:, None]
+
+
+def _band_scatter(acc: Array, rows: Array, c: Array, payload: Array, mode=None) -> Array:
+  """acc[rows, c + t] += payload[:, t] for t < kb: acc `(R, K, S, [3])`, rows and c `(P,)` int."""
+  dims = jax.lax.ScatterDimensionNumbers(update_window_dims=tuple(range(1, payload.ndim)),
+                                         inserted_window_dims=(0,), scatter_dims_to_operand_dims=(0, 1))
+  return jax.lax.scatter_add(acc, jnp.stack([rows, c], axis=-1), payload, dims,
+                             mode=mode or jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS)
+
+
+def _band_layout(acc: Array, vector: bool) -> Array:
+  """`(R, K, S, [3])` -> the layer layout `(R, [3,] S, K)`."""
+  return jnp.transpose(acc, (0, 3, 2, 1) if vector else (0, 2, 1))
+
+
+def _row_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, band: int | None, vector: bool,
+              precision=None) -> Array:
+  """Sums over axis 1 of a block of pairs `(b, m)`: sum_m w v exp(-eta (r - r_s)^2) -> `(b, [3,] S, K)`.
+
+  Args:
+    r: `(b, m)` distances in A; w: `(b, m, [3])` weights from `_pair_terms`; v: `(b | 1, m, S)` node features
+    of the neighbours; band: the band width (`_band_width`) or None for the full basis; precision: of the
+    contraction over neighbours (`layers.PRECISIONS`, default full float32).
+  """
+  if band is None:
+    g = gaussian_basis(r, r_s, eta)
+    prec = resolve_precision(precision, g.dtype)
+    if vector:
+      return jnp.einsum("bmx,bmk,bms->bxsk", w, g, jnp.broadcast_to(v, r.shape + v.shape[-1:]), precision=prec)
+    return jnp.einsum("bm,bmk,bms->bsk", w, g, jnp.broadcast_to(v, r.shape + v.shape[-1:]), precision=prec)
+  b, m = r.shape
+  c, g = _banded_gaussians(r, r_s, eta, band)
+  v = jnp.broadcast_to(v, (b, m, v.shape[-1]))
+  payload = _band_payload(g.reshape(b * m, band), w.reshape((b * m,) + w.shape[2:]), v.reshape(b * m, -1),
+                          vector)
+  acc = jnp.zeros((b, r_s.shape[0]) + payload.shape[2:], payload.dtype)
+  rows = jnp.broadcast_to(jnp.arange(b)[:, None], (b, m)).reshape(-1)
+  return _band_layout(_band_scatter(acc, rows, c.reshape(-1), payload), vector)
+
+
+def _band_option(band, r_s, eta, dtype) -> int | None:
+  """The band width to use: None = automatic (`_auto_band`), 0 / False = full sum, or a width in centres
+  (at least `_band_width`)."""
+  if band is None:
+    return _auto_band(r_s, eta, dtype)
+  if band is False or band == 0:
+    return None
+  exact = _band_width(r_s, eta, dtype)
+  k = r_s.shape[0]
+  if not isinstance(band, (int, np.integer)) or isinstance(band, bool) or band < 0:
+    raise ValueError(f"band must be None (automatic), 0 (full sum) or a number of centres, got {band!r}")
+  if band >= k:
+    return None
+  if exact is None or band < exact:
+    need = (f"a band >= {exact}" if exact is not None else "the full sum (band=0): its centres are not a "
+            "uniform grid with one eta, or an exact band would hold more than half of them")
+    raise ValueError(f"band={band} would drop Gaussians that do not underflow in {jnp.dtype(dtype).name}; "
+                     f"this basis needs {need}")
+  return int(band)
 
 
 # --- Validation ----------------------------------------------------------------------------------------
 
 
 def _check_basis(r_s, eta, r_cut):
-  r_s = np.asarray(r_s, np.float64)
+  r_s = checks.as_array("r_s", r_s, numpy=True).astype(np.float64)
   if r_s.ndim != 1 or r_s.size == 0:
     raise ValueError(f"r_s must be a non-empty 1-D sequence of centres in A, got shape {r_s.shape}")
   if not np.all(np.isfinite(r_s)):
     raise ValueError("r_s contains NaN or Inf")
-  eta_arr = np.asarray(eta, np.float64)
+  eta_arr = checks.as_array("eta", eta, numpy=True).astype(np.float64)
   if eta_arr.ndim not in (0, 1) or (eta_arr.ndim == 1 and eta_arr.shape != r_s.shape):
     raise ValueError(f"eta must be a scalar or have the shape of r_s {r_s.shape}, got {eta_arr.shape}")
-  if not np.all(eta_arr > 0):
-    raise ValueError(f"eta must be > 0 (A^-2), got {eta}")
-  if not (isinstance(r_cut, (int, float, np.floating, np.integer)) and r_cut > 0):
-    raise ValueError(f"r_cut must be a positive number of A, got {r_cut!r}")
-  return r_s, eta_arr, float(r_cut)
+  if not np.all((eta_arr > 0) & np.isfinite(eta_arr)):
+    raise ValueError(f"eta must be positive and finite (A^-2), got {eta}")
+  return r_s, eta_arr, checks.positive("r_cut (A)", r_cut)
 
 
 def _node_features(n_atoms: int, species, n_species, node_features, dtype) -> tuple[Array, int]:
@@ -175,16 +342,73 @@ def _float_dtype(positions):
   return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.dtype(jnp.float32)
 
 
-def _block_size(n_rows: int, row_cost: int, budget: int = 1 << 22) -> int:
-  """Rows per block so that a block's largest intermediate holds about `budget` numbers."""
+CPU_BLOCK_BUDGET = 1 << 22  # numbers in a block's largest intermediate on CPU (16 MB float32: cache-sized)
+ACCELERATOR_BLOCK_BUDGET = 1 << 28  # on a GPU/TPU that does not report its memory
+MAX_BLOCK_BUDGET = 1 << 30
+ACCELERATOR_MEMORY_FRACTION = 1 / 16  # of the free device memory, for one intermediate (several are live)
+
+
+def _block_budget(platform: str, memory_stats: dict | None = None, itemsize: int = 4) -> int:
+  """Numbers per block intermediate for a device: cache-sized on CPU, from the free memory on GPU/TPU.
+
+  Args:
+    platform: "cpu", "gpu", "cuda", "rocm", "tpu", ...
+    memory_stats: the device's `memory_stats()` (None when it has none): `bytes_limit` and `bytes_in_use`.
+    itemsize: bytes per number.
+
+  Returns:
+    `CPU_BLOCK_BUDGET` on CPU; elsewhere `ACCELERATOR_MEMORY_FRACTION` of the free bytes in numbers, rounded
+    down to a power of two (so that small changes of the free memory do not change block sizes and force a
+    recompilation) within [CPU_BLOCK_BUDGET, MAX_BLOCK_BUDGET]; `ACCELERATOR_BLOCK_BUDGET` without stats.
+  """
+  if platform == "cpu":
+    return CPU_BLOCK_BUDGET
+  stats = memory_stats or {}
+  limit, used = stats.get("bytes_limit"), stats.get("bytes_in_use", 0)
+  if not limit:
+    return ACCELERATOR_BLOCK_BUDGET
+  numbers = int(max(limit - used, 0) * ACCELERATOR_MEMORY_FRACTION) // max(int(itemsize), 1)
+  if numbers < 1:
+    return CPU_BLOCK_BUDGET
+  return int(min(max(1 << (numbers.bit_length() - 1), CPU_BLOCK_BUDGET), MAX_BLOCK_BUDGET))
+
+
+def _device_budget(itemsize: int = 4) -> int:
+  """`_block_budget` of the default device (the first of `jax.devices()`)."""
+  device = jax.devices()[0]
+  try:
+    stats = device.memory_stats()
+  except Exception:  # backends without memory statistics
+    stats = None
+  return _block_budget(device.platform, stats, itemsize)
+
+
+def _block_size(n_rows: int, row_cost: int, budget: int | None = None, *, itemsize: int = 4) -> int:
+  """Rows per block so that a block's largest intermediate holds about `budget` numbers.
+
+  budget None: from the default device (`_block_budget`). An explicit `block` of the public functions
+  bypasses this function.
+  """
+  if budget is None:
+    budget = _device_budget(itemsize)
   return int(max(1, min(n_rows, budget // max(row_cost, 1))))
 
 
 # --- Dense versions (all pairs) ------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnames=("box", "r_cut", "cutoff", "vector", "block"))
-def _dense_sums(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vector, block):
+def _dense_sums(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vector, block, band=None, precision=None):
+  """Sums over all pairs (eq. 34-35) in blocks of `block` rows; `(N, [3,] S * K)`.
+
+  band: None = automatic (`_auto_band`), 0 = the full basis, or a width of at least `_band_width`.
+  """
+  kb = _band_option(band, r_s, eta, jnp.asarray(node_feat).dtype)
+  return _dense_sums_jit(positions, node_feat, r_s, eta, box=box, r_cut=r_cut, cutoff=cutoff, vector=vector,
+                         block=block, band=kb, precision=precision)
+
+
+@functools.partial(jax.jit, static_argnames=("box", "r_cut", "cutoff", "vector", "block", "band", "precision"))
+def _dense_sums_jit(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vector, block, band, precision):
   n = positions.shape[0]
   n_blocks = -(-n // block)
   rows = jnp.arange(n_blocks * block).reshape(n_blocks, block)
@@ -193,10 +417,8 @@ def _dense_sums(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vector, b
   def one_block(i):
     dr = minimum_image(positions[None, :, :] - positions[jnp.minimum(i, n - 1)][:, None, :], box)
     valid = (i[:, None] != j[None, :]) & (i[:, None] < n)
-    g, r_hat = _pair_terms(dr, valid, r_s, eta, r_cut, cutoff)
-    if vector:
-      return jnp.einsum("bjx,bjk,js->bxsk", r_hat, g, node_feat)
-    return jnp.einsum("bjk,js->bsk", g, node_feat)
+    r, w = _pair_terms(dr, valid, r_cut, cutoff, vector)
+    return _row_sums(r, w, node_feat[None], r_s, eta, band, vector, precision)
 
   out = jax.lax.map(one_block, rows)
   out = out.reshape((n_blocks * block,) + out.shape[2:])[:n]
@@ -205,7 +427,7 @@ def _dense_sums(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vector, b
 
 def _dense(positions, box, r_s, eta, r_cut, cutoff, species, n_species, node_features, vector, block):
   r_s, eta, r_cut = _check_basis(r_s, eta, r_cut)
-  positions = jnp.asarray(positions)
+  positions = checks.as_array("positions", positions)
   checks.check_positions(positions)
   box = checks.check_box(box, r_cut)
   dtype = _float_dtype(positions)
@@ -213,6 +435,7 @@ def _dense(positions, box, r_s, eta, r_cut, cutoff, species, n_species, node_fea
   v, s = _node_features(positions.shape[0], species, n_species, node_features, dtype)
   if block is None:
     block = _block_size(positions.shape[0], positions.shape[0] * len(r_s) * s * (3 if vector else 1))
+  block = checks.positive_int("block", block)
   return _dense_sums(positions, v, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype), box=box, r_cut=r_cut,
                      cutoff=get_cutoff(cutoff), vector=vector, block=int(block))
 
@@ -257,21 +480,26 @@ def scalar_descriptors(positions: Array, box: float | None = None, *, r_s: Seque
 
 
 def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacement_fn, r_cut, cutoff, vector,
-                        block):
+                        block, band=None, precision=None):
   """Sums over neighbours of eq. 33-35 terms for any jax-md format; `(N, [3,] S, K)` flattened to channels.
 
   Displacements are taken in the positions' dtype; the pair terms and sums in the dtype of `node_feat`.
+  band: None = automatic (`_auto_band`), 0 = the full basis, or a width of at least `_band_width`.
+  block: rows (Dense) or pairs (Sparse) per block; None = `_block_size` for the default device.
   """
   n = positions.shape[0]
   dtype = node_feat.dtype
   s, k = node_feat.shape[1], r_s.shape[0]
+  kb = _band_option(band, r_s, eta, dtype)
   out_shape = (n, 3, s * k) if vector else (n, s * k)
+  pair_cost = (kb or k) * s * (3 if vector else 1)  # numbers per pair in the largest intermediate
+  itemsize = jnp.dtype(dtype).itemsize
   pair_map = jax.vmap(jax.vmap(displacement_fn, (0, None)), (0, 0))  # (b, M, 3), (b, 3) -> r_j - r_i
 
   if not partition.is_sparse(neighbor.format):
     idx = neighbor.idx
     m = idx.shape[1]
-    block = block or _block_size(n, m * k * s * (3 if vector else 1))
+    block = block or _block_size(n, m * pair_cost, itemsize=itemsize)
     n_blocks = -(-n // block)
     rows = jnp.arange(n_blocks * block).reshape(n_blocks, block)
 
@@ -280,11 +508,8 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
       valid = (nbr < n) & (i[:, None] < n) & (nbr != i[:, None])
       jc = jnp.minimum(nbr, n - 1)
       dr = pair_map(positions[jc], positions[jnp.minimum(i, n - 1)]).astype(dtype)
-      g, r_hat = _pair_terms(dr, valid, r_s, eta, r_cut, cutoff)
-      v = node_feat[jc]
-      if vector:
-        return jnp.einsum("bmx,bmk,bms->bxsk", r_hat, g, v)
-      return jnp.einsum("bmk,bms->bsk", g, v)
+      r, w = _pair_terms(dr, valid, r_cut, cutoff, vector)
+      return _row_sums(r, w, node_feat[jc], r_s, eta, kb, vector, precision)
 
     out = jax.lax.map(one_block, rows)
     return out.reshape((n_blocks * block,) + out.shape[2:])[:n].reshape(out_shape)
@@ -292,28 +517,41 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   # Sparse formats: pairs in chunks, scatter-added onto their centres (and, for OrderedSparse, neighbours).
   ordered = neighbor.format is partition.OrderedSparse
   p = neighbor.idx.shape[1]
-  block = block or _block_size(p, k * s * (3 if vector else 1))
+  block = block or _block_size(p, pair_cost, itemsize=itemsize)
   n_blocks = -(-p // block)
   pad = n_blocks * block - p
   idx = jnp.pad(neighbor.idx, ((0, 0), (0, pad)), constant_values=n).reshape(2, n_blocks, block)
+  drop = jax.lax.GatherScatterMode.FILL_OR_DROP
 
   def body(acc, ij):
     i, j = ij
     valid = (i < n) & (j < n) & (i != j)
     ic, jc = jnp.minimum(i, n - 1), jnp.minimum(j, n - 1)
     dr = pair_displacements(displacement_fn)(positions[jc], positions[ic]).astype(dtype)
-    g, r_hat = _pair_terms(dr, valid, r_s, eta, r_cut, cutoff)
+    r, w = _pair_terms(dr, valid, r_cut, cutoff, vector)
+    if kb is not None:  # acc is (n, K, S, [3]); the pair's band goes to j's species block (eq. 30)
+      c, g = _banded_gaussians(r, r_s, eta, kb)
+      acc = _band_scatter(acc, jnp.where(valid, i, n), c, _band_payload(g, w, node_feat[jc], vector), drop)
+      if ordered:  # r_ji = -r_ij; the pair sits in the block of i's species
+        acc = _band_scatter(acc, jnp.where(valid, j, n), c, _band_payload(g, -w if vector else w,
+                                                                        node_feat[ic], vector), drop)
+      return acc, None
+    g = gaussian_basis(r, r_s, eta)
     to_i = g[:, None, :] * node_feat[jc][:, :, None]  # (b, S, K): block of j's species
-    to_i = (r_hat[:, :, None, None] * to_i[:, None] if vector else to_i).reshape((block,) + out_shape[1:])
-    acc = acc.at[jnp.where(valid, i, n)].add(to_i, mode="drop")
+    to_i = (w[:, :, None, None] * to_i[:, None] if vector else w[:, None, None] * to_i)
+    acc = acc.at[jnp.where(valid, i, n)].add(to_i.reshape((block,) + out_shape[1:]), mode="drop")
     if ordered:  # r_ji = -r_ij; the pair sits in the block of i's species
       to_j = g[:, None, :] * node_feat[ic][:, :, None]
-      to_j = (-r_hat[:, :, None, None] * to_j[:, None] if vector else to_j).reshape((block,) + out_shape[1:])
-      acc = acc.at[jnp.where(valid, j, n)].add(to_j, mode="drop")
+      to_j = (-w[:, :, None, None] * to_j[:, None] if vector else w[:, None, None] * to_j)
+      acc = acc.at[jnp.where(valid, j, n)].add(to_j.reshape((block,) + out_shape[1:]), mode="drop")
     return acc, None
 
-  acc, _ = jax.lax.scan(body, jnp.zeros(out_shape, dtype), (idx[0], idx[1]))
-  return acc
+  if kb is None:
+    acc, _ = jax.lax.scan(body, jnp.zeros(out_shape, dtype), (idx[0], idx[1]))
+    return acc
+  acc0 = jnp.zeros((n, k, s) + ((3,) if vector else ()), dtype)
+  acc, _ = jax.lax.scan(body, acc0, (idx[0], idx[1]))
+  return _band_layout(acc, vector).reshape(out_shape)
 
 
 def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, species=None, n_species=None):
@@ -323,13 +561,13 @@ def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, s
   positions' precision.
   """
   def descriptor_fn(positions: Array, neighbor: partition.NeighborList, *, species=species,
-                    node_features=None, dtype=None) -> Array:
+                    node_features=None, dtype=None, precision=None) -> Array:
     positions = jnp.asarray(positions, _float_dtype(positions))
     dtype = jnp.dtype(dtype) if dtype is not None else positions.dtype
     v, _ = _node_features(positions.shape[0], species, n_species, node_features, dtype)
-    return _neighbor_list_sums(positions, neighbor, v, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype),
+    return _neighbor_list_sums(positions, neighbor, v, np.asarray(r_s, dtype), np.asarray(eta, dtype),
                                displacement_fn=displacement_fn, r_cut=r_cut, cutoff=cutoff_fn, vector=vector,
-                               block=block)
+                               block=block, precision=precision)
   return descriptor_fn
 
 
@@ -437,8 +675,9 @@ def init_vector_gnn(key: Array, n_edge: int, n_out: int, n_species: int = 1, *, 
 
   n_edge = number of Gaussian edge features b (len(r_s)), n_species = node features d, n_out = channels a.
   """
-  if min(n_edge, n_out, n_species) < 1:
-    raise ValueError(f"n_edge, n_out and n_species must be >= 1, got {n_edge}, {n_out}, {n_species}")
+  checks.prng_key("key", key)
+  n_edge, n_out, n_species = (checks.positive_int(k, v) for k, v in (("n_edge", n_edge), ("n_out", n_out),
+                                                                      ("n_species", n_species)))
   w = glorot_uniform(key, (n_edge * n_species, n_out), dtype).reshape(n_species, n_edge, n_out)
   return {"w": jnp.swapaxes(w, 0, 1)}
 
@@ -448,7 +687,7 @@ def identity_vector_gnn(n_edge: int, *, dtype=jnp.float32) -> dict:
   return {"w": jnp.eye(n_edge, dtype=dtype)[:, None, :]}
 
 
-def apply_vector_gnn(params: dict, edge_sums: Array, *, activation="identity") -> Array:
+def apply_vector_gnn(params: dict, edge_sums: Array, *, activation="identity", precision=None) -> Array:
   """The vector GNN layer D_i^a = sigma(sum_{j,b,d} (u_ij/|u_ij|) e_ij^b v_jd w_bda) (eq. 32).
 
   The sum over neighbours j does not involve w, so it is done once, by the descriptor functions with node
@@ -463,12 +702,17 @@ def apply_vector_gnn(params: dict, edge_sums: Array, *, activation="identity") -
   Returns:
     `(..., 3, A)`, equivariant in the coordinate axis.
   """
+  if not isinstance(params, dict) or "w" not in params or np.ndim(params["w"]) != 3:
+    raise ValueError("params must be {'w': (n_edge, n_species, n_out)} from init_vector_gnn")
   w = params["w"]
   b, s, a = w.shape
+  edge_sums = checks.as_array("edge_sums", edge_sums)
+  checks.check_shape("edge_sums", edge_sums, (..., 3, None))
   if edge_sums.shape[-1] != b * s:
     raise ValueError(f"edge_sums has {edge_sums.shape[-1]} channels, expected n_species * n_edge = {s} * {b}")
   g = edge_sums.reshape(edge_sums.shape[:-1] + (s, b))
-  return get_activation(activation)(jnp.einsum("...xsb,bsa->...xa", g, w))
+  prec = resolve_precision(precision, jnp.result_type(g, w))
+  return get_activation(activation)(jnp.einsum("...xsb,bsa->...xa", g, w, precision=prec))
 
 
 def vector_gnn(params: dict, positions: Array, box: float | None = None, *, r_s: Sequence[float], eta: float,

@@ -41,6 +41,7 @@ def remove_net_force(forces: Array, masses=1.0) -> Array:
   Returns:
     `(..., N, 3)` with `sum_i F_i = 0`.
   """
+  forces = _vectors3("forces", forces)
   m = per_atom_masses(masses, forces.shape[-2], forces.dtype)
   total = jnp.sum(forces, axis=-2, keepdims=True)
   return forces - (m / jnp.sum(m)) * total
@@ -62,7 +63,22 @@ def remove_net_torque(positions: Array, forces: Array, masses=1.0) -> Array:
 
   Returns:
     `(..., N, 3)` with `sum_i d_i x F_i = 0` (net force unchanged).
+
+  Raises:
+    ValueError: for concrete positions that are collinear (or one atom): the inertia tensor is singular there.
   """
+  positions, forces = _vectors3("positions", positions), _vectors3("forces", forces)
+  if positions.shape != forces.shape:
+    raise ValueError(f"forces has shape {tuple(forces.shape)}, expected the shape of positions "
+                     f"{tuple(positions.shape)}")
+  if checks.is_concrete(positions):
+    p = np.asarray(positions, np.float64).reshape((-1,) + positions.shape[-2:])
+    d = p - p.mean(axis=-2, keepdims=True)
+    sv = np.linalg.svd(d, compute_uv=False) if d.size else np.zeros((len(p), 1))
+    # Rank < 2 (all atoms on one line): no rotation about that line moves them, the inertia tensor is singular.
+    if sv.shape[1] < 2 or np.any(sv[:, 1] <= 1e-9 * sv[:, 0]):
+      raise ValueError("positions are collinear (or a single atom) in some configuration: the inertia tensor is "
+                       "singular and the net torque cannot be removed; use remove_net_force only")
   m = per_atom_masses(masses, forces.shape[-2], forces.dtype)
   com = jnp.sum(m * positions, axis=-2, keepdims=True) / jnp.sum(m)
   d = positions - com
@@ -81,15 +97,25 @@ def without_net_force(force_fn: ForceFn, *, torque: bool = False, masses=1.0) ->
   equivariant. They make momentum (and angular momentum) conserved in NVE; they do not make a
   non-conservative field conservative (only its rigid-body part is removed).
   """
+  if not callable(force_fn):
+    raise TypeError(f"force_fn must be a function positions -> forces, got {type(force_fn).__name__}")
+
   def projected(positions: Array, **kwargs) -> Array:
     f = remove_net_force(force_fn(positions, **kwargs), masses)
     return remove_net_torque(positions, f, masses) if torque else f
   return projected
 
 
-def _check_positions(positions) -> Array:
-  positions = jnp.asarray(positions)
-  checks.check_shape("positions", positions, (..., None, 3))
+def _vectors3(name: str, x) -> Array:
+  x = checks.as_array(name, x)
+  checks.check_shape(name, x, (..., None, 3))
+  return x
+
+
+def _check_positions(positions, force_fn=None) -> Array:
+  if force_fn is not None and not callable(force_fn):
+    raise TypeError(f"force_fn must be a function positions -> forces, got {type(force_fn).__name__}")
+  positions = _vectors3("positions", positions)
   checks.check_finite("positions", positions)
   return positions
 
@@ -108,14 +134,15 @@ def force_jacobian(force_fn: ForceFn, positions: Array) -> Array:
 
   For a conservative field F = -grad U, J = -Hessian(U) is symmetric. Compiled once per `force_fn` and shape.
   """
-  return _jacobian(force_fn, _check_positions(positions))
+  return _jacobian(force_fn, _check_positions(positions, force_fn))
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _antisymmetric_fraction(force_fn: ForceFn, positions: Array) -> Array:
   j = _jacobian(force_fn, positions)
   anti = jnp.sqrt(jnp.sum((j - jnp.swapaxes(j, -1, -2)) ** 2, axis=(-1, -2)))
-  return anti / jnp.sqrt(jnp.sum(j * j, axis=(-1, -2)))
+  norm = jnp.sqrt(jnp.sum(j * j, axis=(-1, -2)))
+  return jnp.where(norm > 0, anti / jnp.where(norm > 0, norm, 1.0), 0.0)  # J = 0 is symmetric: lambda = 0
 
 
 def antisymmetric_fraction(force_fn: ForceFn, positions: Array) -> Array:
@@ -129,9 +156,9 @@ def antisymmetric_fraction(force_fn: ForceFn, positions: Array) -> Array:
     positions: `(..., N, 3)` in A.
 
   Returns:
-    `(...)` dimensionless, in [0, 2].
+    `(...)` dimensionless, in [0, 2] (0 where J = 0).
   """
-  return _antisymmetric_fraction(force_fn, _check_positions(positions))
+  return _antisymmetric_fraction(force_fn, _check_positions(positions, force_fn))
 
 
 def random_planes(key: Array, n: int, dim: int, dtype=None) -> tuple[Array, Array]:
@@ -180,9 +207,10 @@ def loop_work(force_fn: ForceFn, positions: Array, key: Array | None = None, *, 
   Returns:
     `(...)` work in eV.
   """
-  positions = _check_positions(positions)
-  if not radius > 0 or n_points < 3:
-    raise ValueError(f"need radius > 0 A and n_points >= 3, got radius={radius}, n_points={n_points}")
+  positions = _check_positions(positions, force_fn)
+  radius = checks.positive("radius", radius)
+  if checks.positive_int("n_points", n_points) < 3:
+    raise ValueError(f"need n_points >= 3, got n_points={n_points}")
   batch, dim = positions.shape[:-2], positions.shape[-2] * positions.shape[-1]
   if plane is None:
     if key is None:

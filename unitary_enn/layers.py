@@ -26,11 +26,35 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from unitary_enn import checks
 
 Array = jax.Array
 Activation = Callable[[Array], Array]
 
 PRECISIONS = ("highest", "tf32", "bf16", "default")
+
+
+def _vectors(name: str, x, axis: int = -2, min_ndim: int = 1):
+  """`x` as a real or complex array (lists accepted) with an axis `axis`; TypeError / ValueError otherwise."""
+  x = checks.as_array(name, x, kind="number")
+  if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+    raise TypeError(f"axis must be an integer, got {axis!r}")
+  if x.ndim < max(min_ndim, 1) or not -x.ndim <= axis < x.ndim:
+    raise ValueError(f"{name} has shape {tuple(x.shape)}: expected at least {max(min_ndim, 1)} axes and an axis "
+                     f"{axis} to take norms over")
+  return x
+
+
+def _scalar(name: str, value) -> float:
+  """A finite real number (Python or 0-d array); ValueError naming `name` otherwise."""
+  if isinstance(value, (bool, str, bytes)) or value is None or np.ndim(value) != 0 or np.iscomplexobj(value):
+    raise ValueError(f"{name} must be a finite real number, got {value!r}")
+  v = float(value)
+  if not np.isfinite(v):
+    raise ValueError(f"{name} must be a finite real number, got {value!r}")
+  return v
 
 
 def resolve_precision(precision, dtype=None):
@@ -72,6 +96,7 @@ def safe_norm(x: Array, axis: int = -2, keepdims: bool = True) -> Array:
   Returns:
     Real array of norms; the gradient at a zero vector is 0 instead of NaN.
   """
+  x = _vectors("x", x, axis)
   sq = jnp.sum(jnp.real(x * jnp.conj(x)), axis=axis, keepdims=keepdims)
   positive = sq > 0
   # The inner `where` keeps sqrt's derivative away from 0 in the branch that is discarded, so the
@@ -81,6 +106,7 @@ def safe_norm(x: Array, axis: int = -2, keepdims: bool = True) -> Array:
 
 def unit_vectors(x: Array, axis: int = -2) -> Array:
   """e = x / ||x|| column by column (eq. 9), defined as 0 where x = 0, with finite gradients there."""
+  x = _vectors("x", x, axis)
   norm = safe_norm(x, axis=axis, keepdims=True)
   positive = norm > 0
   return jnp.where(positive, x / jnp.where(positive, norm, 1.0), 0.0)
@@ -91,6 +117,8 @@ def smooth_unit_vectors(x: Array, eps: float, axis: int = -2) -> Array:
 
   Equivariant like eq. 9 (it scales x by a function of ||x||); |e| < 1, and e -> x / ||x|| for ||x|| >> eps.
   """
+  x = _vectors("x", x, axis)
+  eps = checks.positive("eps", eps)
   sq = jnp.sum(jnp.real(x * jnp.conj(x)), axis=axis, keepdims=True)
   return x * jax.lax.rsqrt(sq + jnp.asarray(eps, sq.dtype) ** 2)
 
@@ -109,6 +137,12 @@ def augmented_unit_vectors(x: Array, n_features: int = 0, eps: float = 0.0) -> A
   Returns:
     `(..., n + n_features, M)`, same dtype as `x`.
   """
+  x = _vectors("x", x, -2, min_ndim=2)
+  n_features = checks.positive_int("n_features", n_features, allow_zero=True)
+  if n_features >= x.shape[-2]:
+    raise ValueError(f"n_features={n_features} must leave at least one vector coordinate in x.shape[-2]="
+                     f"{x.shape[-2]}")
+  eps = checks.positive("eps", eps, allow_zero=True)
   normalize = unit_vectors if not eps else functools.partial(smooth_unit_vectors, eps=eps)
   if n_features == 0:
     return normalize(x)
@@ -122,7 +156,12 @@ def glorot_uniform(key: Array, shape: tuple[int, int], dtype=jnp.float32) -> Arr
   For a complex dtype the real and imaginary parts are drawn independently with half the variance each
   (docs/decisions.md §1 decision), so E|w|^2 matches the real case.
   """
-  fan_in, fan_out = shape
+  checks.prng_key("key", key)
+  if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 2:
+    raise ValueError(f"shape must be (fan_in, fan_out), got {shape!r}")
+  fan_in, fan_out = (checks.positive_int(f"shape[{k}]", v) for k, v in enumerate(shape))
+  shape = (fan_in, fan_out)
+  checks.float_dtype("dtype", dtype)
   limit = jnp.sqrt(6.0 / (fan_in + fan_out))
   dtype = jnp.dtype(dtype)
   if jnp.issubdtype(dtype, jnp.complexfloating):
@@ -137,6 +176,7 @@ def glorot_uniform(key: Array, shape: tuple[int, int], dtype=jnp.float32) -> Arr
 
 def init_dense(key: Array, m_in: int, m_out: int, dtype=jnp.float32) -> dict[str, Array]:
   """Parameters of one equivariant layer: W by normalized Xavier, b = 0 (Sec. 4.2). Both `(m_in, m_out)`."""
+  m_in, m_out = checks.positive_int("m_in", m_in), checks.positive_int("m_out", m_out)
   return {
       "W": glorot_uniform(key, (m_in, m_out), dtype),
       "b": jnp.zeros((m_in, m_out), dtype),
@@ -157,6 +197,11 @@ def equivariant_dense(params: dict[str, Array], x: Array, n_features: int = 0, *
   Returns:
     y: `(..., n + n_features, M_out)`. Equivariant: dense(U'x) = U' dense(x) for U' = diag(U, I).
   """
+  (params,) = checks.layer_params("params", [params])
+  x = _vectors("x", x, -2, min_ndim=2)
+  if x.shape[-1] != params["W"].shape[0]:
+    raise ValueError(f"x has shape {tuple(x.shape)}, expected (..., n + n_features, {params['W'].shape[0]}): the "
+                     "last axis holds the input vectors")
   e = augmented_unit_vectors(x, n_features, eps)
   return dot(x, params["W"], precision) + dot(e, params["b"], precision)
 
@@ -173,6 +218,9 @@ def softsign(u: Array, a: float = 0.1) -> Array:
     u: `(..., n, M)`; the norm runs over axis -2.
     a: the residue that keeps gradients alive for large ||u|| (the paper uses 0.1).
   """
+  u = _vectors("u", u)
+  if checks.is_concrete(a):
+    _scalar("a", a)
   return u / (1.0 + safe_norm(u)) + a * u
 
 
@@ -184,9 +232,10 @@ def vector_leaky_relu(u: Array, c: float = 1.0, k: float = 0.01) -> Array:
     c: threshold on the norm, c >= 0.
     k: slope below the threshold, 0 <= k < 1.
   """
-  if c < 0:
+  u = _vectors("u", u)
+  if not _scalar("vector_leaky_relu: c", c) >= 0:
     raise ValueError(f"vector_leaky_relu: c must be >= 0, got {c}")
-  if not 0 <= k < 1:
+  if not 0 <= _scalar("vector_leaky_relu: k", k) < 1:
     raise ValueError(f"vector_leaky_relu: k must satisfy 0 <= k < 1, got {k}")
   return jnp.where(safe_norm(u) >= c, u, k * u)
 

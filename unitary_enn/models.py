@@ -338,6 +338,8 @@ def four_body_energy_fn(params, scales, activation: str | Callable = "softsign",
                                                precision=precision, symmetrize=symmetrize)
 
   def energy_fn(positions: Array, **unused_kwargs) -> Array:
+    positions = checks.as_array("positions", positions)  # complex positions: a TypeError, not a dropped Im part
+    checks.check_shape("positions", positions, (..., 4, 3))
     return inner(positions.astype(dtype))
 
   return energy_fn
@@ -390,6 +392,8 @@ def four_body_force_fn(params, scales, activation: str | Callable = "softsign", 
     predict = symmetrize_permutations(predict, 4)
 
   def force_fn(positions: Array, **unused_kwargs) -> Array:
+    positions = checks.as_array("positions", positions)  # complex positions: a TypeError, not a dropped Im part
+    checks.check_shape("positions", positions, (..., 4, 3))
     x = relative_vectors(positions.astype(dtype)) / in_scale
     y = predict(params, x) * out_scale
     return jnp.swapaxes(y, -1, -2)
@@ -431,7 +435,7 @@ def model_energy_fn(model: Model | str, *, dtype=None, precision=None) -> Callab
                              eps=model.eps, precision=precision)
 
 
-def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype):
+def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, precision=None):
   """(params, dtype, descriptors_of(positions, neighbor) -> standardized `(N, 3 [+ 1], K)` network inputs)."""
   params = jax.tree.map(jnp.asarray, model.params)
   dtype = jnp.dtype(model.dtype)
@@ -441,10 +445,10 @@ def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype):
   _, scalar_fn = scalar_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, **kw)
 
   def descriptors_of(positions, neighbor):
-    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype).astype(dtype)
+    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype, precision=precision).astype(dtype)
     d = d / jnp.asarray(model.scales["inputs"], dtype)
     if model.scalar_features:  # the scalar descriptors (eq. 34) as a feature row (Sec. 3.3)
-      s = scalar_fn(positions, neighbor, dtype=descriptor_dtype or dtype).astype(dtype)
+      s = scalar_fn(positions, neighbor, dtype=descriptor_dtype or dtype, precision=precision).astype(dtype)
       d = jnp.concatenate([d, (s / jnp.asarray(model.scales["feature_inputs"], dtype))[:, None, :]], axis=1)
     return d
 
@@ -464,7 +468,7 @@ def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | Non
     in the positions' dtype, pure, jit- and grad-able; `-jax.grad(energy_fn)` is `many_body_force_fn`'s force.
   """
   model = _conservative(_kind(load_model(model), "many_body", "many_body_energy_fn"), "many_body_energy_fn")
-  params, dtype, descriptors_of = _many_body_parts(model, displacement_fn, block, descriptor_dtype)
+  params, dtype, descriptors_of = _many_body_parts(model, displacement_fn, block, descriptor_dtype, precision)
   e_scale = jnp.asarray(model.scales["energy"], dtype)
   e_offset = jnp.asarray(model.scales["energy_offset"], dtype)
 
@@ -508,7 +512,7 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
 
     force_fn.r_cut = model.r_cut
     return force_fn
-  params, dtype, descriptors_of = _many_body_parts(model, displacement_fn, block, descriptor_dtype)
+  params, dtype, descriptors_of = _many_body_parts(model, displacement_fn, block, descriptor_dtype, precision)
   out_scale = jnp.asarray(model.scales["targets"], dtype)
 
   def force_fn(positions, neighbor, **unused_kwargs):

@@ -162,7 +162,9 @@ def free_space(positions, r_cut: float, *, room: float = 1.3):
   Returns:
     (displacement_fn, cell_box): `space.free()`'s displacement and the box side in A for the cell list.
   """
-  p = np.asarray(positions, np.float64)
+  p = checks.as_array("positions", positions, numpy=True).astype(np.float64)
+  checks.check_positions(p, min_atoms=0)
+  r_cut, room = checks.positive("r_cut", r_cut), checks.positive("room", room)
   extent = float(np.max(p.max(axis=0) - p.min(axis=0))) if len(p) else 0.0
   cells_cap = max(3.0, np.ceil((8.0 * len(p)) ** (1.0 / 3.0)))
   cell_box = min(room * (extent + 2.0 * r_cut), cells_cap * r_cut)

@@ -25,10 +25,16 @@ Params = Any
 
 
 def _check_sizes(sizes: Sequence[int]) -> tuple[int, ...]:
-  sizes = tuple(int(s) for s in sizes)
-  if len(sizes) < 2 or any(s < 1 for s in sizes):
-    raise ValueError(f"sizes must list at least two positive layer widths, got {sizes}")
-  return sizes
+  """At least two positive integer layer widths; a string, a float or a bool is a ValueError (never truncated)."""
+  return checks.sizes("sizes", sizes)
+
+
+def _check_n_features(n_features, x=None) -> int:
+  n_features = checks.positive_int("n_features", n_features, allow_zero=True)
+  if x is not None and n_features >= x.shape[-2]:
+    raise ValueError(f"n_features={n_features} must be >= 0 and leave at least one vector coordinate "
+                     f"in x.shape[-2]={x.shape[-2]}")
+  return n_features
 
 
 def init_uenn(key: Array, sizes: Sequence[int], *, dtype=jnp.float32, n_features: int = 0) -> Params:
@@ -43,7 +49,9 @@ def init_uenn(key: Array, sizes: Sequence[int], *, dtype=jnp.float32, n_features
   Returns:
     A list of {"W": `(M_k, M_{k+1})`, "b": `(M_k, M_{k+1})`}; 2 * sum_k M_k M_{k+1} entries in all.
   """
-  del n_features
+  checks.prng_key("key", key)
+  _check_n_features(n_features)
+  checks.float_dtype("dtype", dtype)
   sizes = _check_sizes(sizes)
   keys = jax.random.split(key, len(sizes) - 1)
   return [init_dense(k, m_in, m_out, dtype) for k, m_in, m_out in zip(keys, sizes[:-1], sizes[1:])]
@@ -72,14 +80,14 @@ def apply_uenn(params: Params,
   Returns:
     `(..., n + n_features, sizes[-1])`.
   """
+  params = checks.layer_params("params", params)
+  x = checks.as_array("x", x, kind="number")
   m_in = params[0]["W"].shape[0]
   if x.ndim < 2 or x.shape[-1] != m_in:
     raise ValueError(
         f"x has shape {tuple(x.shape)}, expected (..., n + n_features, {m_in}): the last axis holds "
         f"the {m_in} input vectors and the axis before it their coordinates")
-  if not 0 <= n_features < x.shape[-2]:
-    raise ValueError(f"n_features={n_features} must be >= 0 and leave at least one vector coordinate "
-                     f"in x.shape[-2]={x.shape[-2]}")
+  _check_n_features(n_features, x)
   checks.check_finite("x", x)
   checks.positive("eps", eps, allow_zero=True)
   act, out_act = get_activation(activation), get_activation(output_activation)
@@ -157,6 +165,10 @@ def invariant_features(x: Array, n_features: int = 0, *, precision=None) -> Arra
   Returns:
     Real `(..., n_invariants)`; `n_invariants = num_invariants(M, complex, n_features)`.
   """
+  x = checks.as_array("x", x, kind="number")
+  if x.ndim < 2:
+    raise ValueError(f"x has shape {tuple(x.shape)}, expected (..., n + n_features, M)")
+  n_features = _check_n_features(n_features, x)
   vec = x[..., :x.shape[-2] - n_features, :]
   m = x.shape[-1]
   gram = dot(jnp.swapaxes(jnp.conj(vec), -1, -2), vec, precision)
@@ -175,6 +187,8 @@ def invariant_features(x: Array, n_features: int = 0, *, precision=None) -> Arra
 
 def num_invariants(m: int, is_complex: bool = False, n_features: int = 0) -> int:
   """Length of `invariant_features` for M vectors."""
+  m = checks.positive_int("m", m)
+  n_features = _check_n_features(n_features)
   n = m * (m + 1) // 2 + (m * (m - 1) // 2 if is_complex else 0)
   return n + n_features * m * (2 if is_complex else 1)
 
@@ -186,6 +200,8 @@ def scalar_softsign(u: Array, a: float = 0.1) -> Array:
 
 def init_mlp(key: Array, sizes: Sequence[int], *, dtype=jnp.float32) -> Params:
   """A conventional scalar MLP (Sec. 4.3): W by normalized Xavier `(d_in, d_out)`, b = 0 `(d_out,)`."""
+  checks.prng_key("key", key)
+  checks.float_dtype("dtype", dtype)
   sizes = _check_sizes(sizes)
   keys = jax.random.split(key, len(sizes) - 1)
   return [{"W": glorot_uniform(k, (a, b), dtype), "b": jnp.zeros((b,), dtype)}
@@ -194,8 +210,10 @@ def init_mlp(key: Array, sizes: Sequence[int], *, dtype=jnp.float32) -> Params:
 
 def apply_mlp(params: Params, x: Array, *, activation=scalar_softsign, precision=None) -> Array:
   """Run the scalar MLP on `(..., sizes[0])`; `activation` on hidden layers, identity on the output."""
+  params = checks.layer_params("params", params, bias_shape=lambda w: w[1:])
+  x = checks.as_array("x", x, kind="number")
   d_in = params[0]["W"].shape[0]
-  if x.shape[-1] != d_in:
+  if x.ndim < 1 or x.shape[-1] != d_in:
     raise ValueError(f"x has shape {tuple(x.shape)}, expected (..., {d_in})")
   checks.check_finite("x", x)
   for i, layer in enumerate(params):
@@ -213,9 +231,13 @@ def init_invariant_head(key: Array, m: int, hidden: Sequence[int], n_out: int = 
 
 def apply_invariant_head(params: Params, x: Array, *, n_features: int = 0, precision=None) -> Array:
   """Invariant scalars (e.g. an energy) from vectors `(..., n + n_features, M)` -> `(..., n_out)`."""
+  checks.layer_params("params", params, bias_shape=lambda w: w[1:])
   return apply_mlp(params, invariant_features(x, n_features, precision=precision), precision=precision)
 
 
 def vector_norms(x: Array) -> Array:
   """||x^(alpha)|| of each column of `(..., n, M)` -> `(..., M)`; the simplest invariants."""
+  x = checks.as_array("x", x, kind="number")
+  if x.ndim < 2:
+    raise ValueError(f"x has shape {tuple(x.shape)}, expected (..., n, M)")
   return safe_norm(x, keepdims=False)

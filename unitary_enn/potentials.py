@@ -41,19 +41,28 @@ def lj_pair_force_magnitude(r: Array, epsilon: float = ARGON_EPSILON, sigma: flo
   return 24.0 * epsilon * (2.0 * s6 * s6 - s6) / r
 
 
-def _validate(positions, box, r_cut):
+def _validate(positions, box, r_cut, epsilon=ARGON_EPSILON, sigma=ARGON_SIGMA):
   positions = checks.as_array("positions", positions)
   if positions.ndim < 2 or positions.shape[-1] != 3:
     raise ValueError(f"positions has shape {tuple(positions.shape)}, expected (..., N, 3) in A")
   checks.check_finite("positions", positions)
+  epsilon, sigma = checks.positive("epsilon (eV)", epsilon), checks.positive("sigma (A)", sigma)
   if r_cut is not None:
     r_cut = checks.positive("r_cut", r_cut)
   if box is not None:
     if r_cut is None:
       raise ValueError("a periodic box needs r_cut: the untruncated LJ sum over images is not defined here")
     box = checks.check_box(box, r_cut)
-  checks.check_no_coincident(positions, box)
+  checks.check_no_coincident(positions, box, tol=overflow_distance(positions.dtype, epsilon, sigma))
   return positions, box, r_cut
+
+
+def overflow_distance(dtype, epsilon: float = ARGON_EPSILON, sigma: float = ARGON_SIGMA) -> float:
+  """The pair distance (A) below which the LJ energy or force would overflow `dtype` (inf, then NaN): ~0.01 A in
+  float32, negligible in float64 (where 1e-8 A, the coincidence test, is used)."""
+  big = float(jnp.finfo(jnp.dtype(dtype)).max) / max(4.0 * 12.0 * epsilon, 1.0)
+  # 4 eps (sigma/r)^12 and the force 48 eps sigma^12 / r^13 stay below `big` with a margin for the sums.
+  return max(float(sigma) * (1e-6 * big) ** (-1.0 / 13.0), 1e-8)
 
 
 def _dense_energy(positions, box, r_cut, epsilon, sigma):
@@ -64,7 +73,9 @@ def _dense_energy(positions, box, r_cut, epsilon, sigma):
   if r_cut is not None:
     mask = mask & (r2 < r_cut * r_cut)
   # Safe masking: excluded pairs (the diagonal r = 0) get r2 = 1 inside, so no inf/NaN leaks into gradients.
-  e = jnp.where(mask, lj_pair_energy(jnp.where(mask, r2, 1.0), epsilon, sigma), 0.0)
+  # A NaN distance (NaN positions under jit) is carried into the sum rather than masked away.
+  poison = jnp.where(~jnp.eye(n, dtype=bool) & jnp.isnan(r2), r2, 0.0)
+  e = jnp.where(mask, lj_pair_energy(jnp.where(mask, r2, 1.0), epsilon, sigma), 0.0) + poison
   return 0.5 * jnp.sum(e, axis=(-1, -2))
 
 
@@ -80,14 +91,14 @@ def lj_energy(positions: Array, box: float | None = None, r_cut: float | None = 
   Returns:
     `(...)` energies in eV.
   """
-  positions, box, r_cut = _validate(positions, box, r_cut)
+  positions, box, r_cut = _validate(positions, box, r_cut, epsilon, sigma)
   return _dense_energy(positions, box, r_cut, epsilon, sigma)
 
 
 def lj_forces(positions: Array, box: float | None = None, r_cut: float | None = None, *,
               epsilon: float = ARGON_EPSILON, sigma: float = ARGON_SIGMA) -> Array:
   """F_i = -dU/dr_i (eq. 41) in eV/A, `(..., N, 3)`; arguments as in `lj_energy`."""
-  positions, box, r_cut = _validate(positions, box, r_cut)
+  positions, box, r_cut = _validate(positions, box, r_cut, epsilon, sigma)
   energy = lambda p: jnp.sum(_dense_energy(p, box, r_cut, epsilon, sigma))
   return -jax.grad(energy)(positions)
 
@@ -98,7 +109,9 @@ def lj_forces_reference(positions, epsilon: float = ARGON_EPSILON, sigma: float 
   F_i = -sum_j f(r_ij) (r_j - r_i) / r_ij with f = -dU/dr: independent of JAX and of autodiff, so it serves
   both as the float64 target generator for data sets and as a cross-check of `lj_forces`.
   """
-  pos = np.asarray(positions, dtype=np.float64)
+  pos = checks.as_array("positions", positions, numpy=True).astype(np.float64)
+  checks.check_shape("positions", pos, (..., None, 3))
+  checks.check_finite("positions", pos)
   checks.check_no_coincident(pos)
   dr = pos[..., None, :, :] - pos[..., :, None, :]  # dr[..., i, j] = r_j - r_i
   r = np.linalg.norm(dr, axis=-1)
@@ -134,11 +147,12 @@ def _lj_cut_pairs(positions, neighbor, displacement_fn, r_cut, epsilon, sigma):
   """
   i, j, dr, valid, once = neighbor_pairs(positions, neighbor, displacement_fn)
   r2 = jnp.sum(dr * dr, axis=-1)
+  poison = jnp.where(valid & jnp.isnan(r2), r2, 0.0)  # a NaN distance must not drop out (NaN > 0 is False)
   inside = valid & (r2 > 0) & (r2 < r_cut * r_cut)
   r2_safe = jnp.where(inside, r2, 1.0)
   r = jnp.sqrt(r2_safe)
-  f = jnp.where(inside, lj_pair_force_magnitude(r, epsilon, sigma), 0.0)
-  u = jnp.where(inside, lj_pair_energy(r2_safe, epsilon, sigma), 0.0)
+  f = jnp.where(inside, lj_pair_force_magnitude(r, epsilon, sigma), 0.0) + poison
+  u = jnp.where(inside, lj_pair_energy(r2_safe, epsilon, sigma), 0.0) + poison
   return i, j, dr, r, inside, f, u, once
 
 

@@ -140,6 +140,11 @@ class Trajectory(NamedTuple):
     return np.arange(len(self.positions)) * self.record_every
 
 
+def _callable(name: str, fn) -> None:
+  if not callable(fn):
+    raise TypeError(f"{name} must be a function, got {type(fn).__name__}")
+
+
 def _validate_md(positions, momenta, mass, dt, n_steps, record_every):
   for name, x in (("positions", positions), ("momenta", momenta)):
     checks.check_shape(name, x, (..., None, 3))
@@ -151,6 +156,8 @@ def _validate_md(positions, momenta, mass, dt, n_steps, record_every):
                      f"{tuple(positions.shape)}")
   if checks.is_concrete(mass) and not bool(np.all(np.asarray(mass) > 0)):
     raise ValueError(f"mass must be positive (eV ps^2 / A^2), got {mass}")
+  if checks.is_concrete(mass) and not bool(np.all(np.isfinite(np.asarray(mass)))):
+    raise ValueError(f"mass must be finite (eV ps^2 / A^2), got {mass}")
   checks.positive("dt", dt)
   checks.positive_int("n_steps", n_steps)
   checks.positive_int("record_every", record_every)
@@ -197,7 +204,8 @@ def nve_trajectory(force_fn: ForceFn, positions: Array, momenta: Array, *, mass=
   Returns:
     `Trajectory` with positions and momenta `(n_steps / record_every + 1, [samples,] N, 3)`.
   """
-  positions, momenta = jnp.asarray(positions), jnp.asarray(momenta)
+  _callable("force_fn", force_fn)
+  positions, momenta = checks.as_array("positions", positions), checks.as_array("momenta", momenta)
   _validate_md(positions, momenta, mass, dt, n_steps, record_every)
   single = positions.ndim == 2
   if single:
@@ -231,7 +239,8 @@ def run_nve(force_fn: ForceFn, positions, momenta, *, mass=ARGON_MASS, dt: float
   Returns:
     `Trajectory` of NumPy arrays `(n_steps / record_every + 1, [samples,] N, 3)`.
   """
-  positions, momenta = jnp.asarray(positions), jnp.asarray(momenta)
+  _callable("force_fn", force_fn)
+  positions, momenta = checks.as_array("positions", positions), checks.as_array("momenta", momenta)
   _validate_md(positions, momenta, mass, dt, n_steps, record_every)
   checks.positive_int("chunk_steps", chunk_steps)
   if chunk_steps % record_every:
@@ -330,7 +339,8 @@ def run_nve_neighbor_list(force_fn_builder: Callable, positions, momenta, *, mas
   Returns:
     `NeighborListRun` of NumPy arrays in the positions' dtype.
   """
-  positions, momenta = jnp.asarray(positions), jnp.asarray(momenta)
+  _callable("force_fn_builder", force_fn_builder)
+  positions, momenta = checks.as_array("positions", positions), checks.as_array("momenta", momenta)
   checks.check_shape("positions", positions, (None, 3))
   if positions.shape[0] < 2:
     raise ValueError(f"positions holds {positions.shape[0]} atom(s); MD needs at least 2")

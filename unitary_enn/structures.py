@@ -32,13 +32,21 @@ def generate_clusters(n_configs: int, *, n_atoms: int = 4, position_std: float =
   Returns:
     positions `(n_configs, n_atoms, 3)` float64 in A; every pair distance is >= r_min.
   """
-  if n_configs < 1 or n_atoms < 2:
-    raise ValueError(f"need n_configs >= 1 and n_atoms >= 2, got {n_configs} and {n_atoms}")
+  n_configs = checks.positive_int("n_configs", n_configs)
+  if checks.positive_int("n_atoms", n_atoms) < 2:
+    raise ValueError(f"need n_atoms >= 2, got {n_atoms}")
+  position_std = checks.positive("position_std", position_std)
+  r_min = checks.positive("r_min", r_min, allow_zero=True)
+  batch = checks.positive_int("batch", batch)
   rng = np.random.default_rng(seed)
   iu = np.triu_indices(n_atoms, k=1)
-  out, have = np.empty((n_configs, n_atoms, 3)), 0
+  out, have, drawn = np.empty((n_configs, n_atoms, 3)), 0, 0
   while have < n_configs:
+    if drawn >= max(20 * batch, 1 << 20) and have == 0:
+      raise ValueError(f"no cluster of {n_atoms} atoms with every pair >= r_min = {r_min} A among {drawn:,} draws "
+                       f"of Normal(0, {position_std} A) coordinates: r_min is too large for position_std")
     cand = rng.normal(0.0, position_std, size=(batch, n_atoms, 3))
+    drawn += batch
     d = np.linalg.norm(cand[:, None, :, :] - cand[:, :, None, :], axis=-1)[:, iu[0], iu[1]]
     ok = cand[np.all(d >= r_min, axis=1)]
     take = min(len(ok), n_configs - have)
@@ -49,9 +57,8 @@ def generate_clusters(n_configs: int, *, n_atoms: int = 4, position_std: float =
 
 def four_body_initial_positions(n_samples: int = 10, dtype=None) -> Array:
   """The Sec. 4.4 starting configuration repeated for each sample: `(n_samples, 4, 3)` in A."""
-  if n_samples < 1:
-    raise ValueError(f"n_samples must be >= 1, got {n_samples}")
-  dtype = jnp.result_type(float) if dtype is None else dtype
+  n_samples = checks.positive_int("n_samples", n_samples)
+  dtype = jnp.result_type(float) if dtype is None else checks.float_dtype("dtype", dtype, allow_complex=False)
   return jnp.broadcast_to(jnp.asarray(FOUR_BODY_POSITIONS, dtype), (n_samples, 4, 3))
 
 
@@ -77,13 +84,11 @@ def random_box(side: float, *, max_atoms: int = 4000, r_min: float = FOUR_BODY_R
   Returns:
     positions `(n, 3)` float64 in A, n <= max_atoms.
   """
-  side, r_min = float(side), float(r_min)
-  if not (side > 0 and np.isfinite(side)):
-    raise ValueError(f"side must be a positive box length in A, got {side}")
-  if not 0 < r_min <= side / 2:
+  side, r_min = checks.positive("side", side), checks.positive("r_min", r_min)
+  if not r_min <= side / 2:
     raise ValueError(f"r_min must lie in (0, side / 2] = (0, {side / 2}] A, got {r_min}")
-  if max_atoms < 0 or max_trials < 1:
-    raise ValueError(f"need max_atoms >= 0 and max_trials >= 1, got {max_atoms} and {max_trials}")
+  max_atoms = checks.positive_int("max_atoms", max_atoms, allow_zero=True)
+  max_trials = checks.positive_int("max_trials", max_trials)
   rng = np.random.default_rng(seed)
   n_cells = int(np.floor(side / (r_min / np.sqrt(3.0)))) + 1  # cell diagonal < r_min: one atom per cell
   cell = side / n_cells
@@ -122,8 +127,12 @@ def random_box(side: float, *, max_atoms: int = 4000, r_min: float = FOUR_BODY_R
 
 
 def min_pair_distance(positions, box: float | None = None, chunk: int = 512) -> float:
-  """Smallest distance between two atoms of `(N, 3)` positions in A (minimum image when `box` is given)."""
-  p = np.asarray(positions, np.float64)
+  """Smallest distance between two atoms of `(N, 3)` positions in A (minimum image when `box` is given); inf for
+  fewer than two atoms."""
+  p = checks.as_array("positions", positions, numpy=True).astype(np.float64)
+  checks.check_positions(p, min_atoms=0)
+  box = checks.check_box(box)
+  chunk = checks.positive_int("chunk", chunk)
   best = np.inf
   for s in range(0, len(p), chunk):
     d = p[None, :, :] - p[s:s + chunk, None, :]
@@ -204,10 +213,11 @@ def cross_mask(positions, centre, bar_width: float) -> np.ndarray:
   Returns:
     `(N,)` bool.
   """
-  p = np.asarray(positions, np.float64)
+  p = checks.as_array("positions", positions, numpy=True).astype(np.float64)
   checks.check_shape("positions", p, (None, 3))
   checks.check_finite("positions", p)
-  c = np.asarray(centre, np.float64)
+  c = checks.as_array("centre", centre, numpy=True).astype(np.float64)
+  checks.check_finite("centre", c)
   checks.check_shape("centre", c, (3,))
   w = checks.positive("bar_width", bar_width)
   return np.sum(np.abs(p - c) < 0.5 * w, axis=1) >= 2
@@ -239,9 +249,12 @@ def unwrap_to_sites(positions, sites, box: float) -> np.ndarray:
   A crystal thermalized in a periodic box has atoms of the faces wrapped to the opposite side; cutting a
   free-space piece needs them back beside their neighbours.
   """
-  p, s = np.asarray(positions, np.float64), np.asarray(sites, np.float64)
+  p = checks.as_array("positions", positions, numpy=True).astype(np.float64)
+  s = checks.as_array("sites", sites, numpy=True).astype(np.float64)
   checks.check_shape("positions", p, (None, 3))
   checks.check_shape("sites", s, p.shape)
+  checks.check_finite("positions", p)
+  checks.check_finite("sites", s)
   box = checks.positive("box", box)
   d = p - s
   return s + d - box * np.round(d / box)

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from unitary_enn import checks
+
 Array = jax.Array
 
 
@@ -21,7 +23,9 @@ def random_unitary(key: Array, n: int, dtype=jnp.complex64) -> Array:
   QR of a Ginibre matrix with the phases of R's diagonal moved into Q (Mezzadri 2007); without that
   correction the distribution is not Haar.
   """
-  dtype = jnp.dtype(dtype)
+  checks.prng_key("key", key)
+  n = checks.positive_int("n", n)
+  dtype = jnp.dtype(checks.float_dtype("dtype", dtype))
   if jnp.issubdtype(dtype, jnp.complexfloating):
     kr, ki = jax.random.split(key)
     real = jnp.finfo(dtype).dtype

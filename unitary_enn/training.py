@@ -7,8 +7,13 @@
     optimizer = "fire": full-batch FIRE (`config.fire`: the FIRE arguments, `variant` included), as in the paper;
     optimizer = "adam": mini-batches of `batch_size`, warm-up then cosine decay of `learning_rate`.
   and `steps`, `eval_every` (steps per jitted chunk; validation after each), `checkpoint_every`, `seed`,
-  optional `patience` (evaluations without improvement before stopping early; 0 = never) and `microbatch`
-  (samples per chunk of the full-batch gradient, summed exactly; default `DEFAULT_MICROBATCH`).
+  optional `patience` (evaluations without improvement before stopping early; 0 = never), `microbatch`
+  (samples per chunk of the full-batch gradient, summed exactly; default `DEFAULT_MICROBATCH`) and
+  `max_nonfinite_steps` (default `DEFAULT_MAX_NONFINITE`). `check_config` validates them all.
+* Non-finite steps: a step whose loss or gradient holds NaN or Inf changes no parameter (FIRE resets its velocity
+  and shrinks dt; Adam skips the step, `optax.apply_if_finite`) and is counted. When `max_nonfinite_steps` of them
+  have occurred the remaining steps of the chunk are not run and `train` raises `NonFiniteError`, which names the
+  step and carries the parameters of the last finite step.
 * Progress: one line per evaluation with the losses, steps/s and ETA. Metrics: `metrics.jsonl`.
 * Resume: the loop saves `checkpoint.msgpack` (params, optimizer state, best params, PRNG key; flax msgpack, the
   previous one kept beside it) and picks it up when started again in the same workdir, continuing the same
@@ -33,7 +38,7 @@ import optax
 from flax import serialization
 
 from unitary_enn import checks, files
-from unitary_enn.fire import conjugate_complex_grads, fire
+from unitary_enn.fire import check_hyperparameters, conjugate_complex_grads, fire
 
 Array = jax.Array
 
@@ -45,8 +50,50 @@ def mse_loss(predict: Callable) -> Callable:
   return loss_fn
 
 
+class NonFiniteError(FloatingPointError):
+  """Training stopped after `config.max_nonfinite_steps` steps with a non-finite loss or gradient.
+
+  Attributes:
+    step: the step at which the limit was reached (no step after it was run).
+    last_finite_step: how many steps had been taken when loss and gradient were last finite.
+    params: the parameters at that point (after `last_finite_step` steps).
+  """
+
+  def __init__(self, message: str, *, step: int, last_finite_step: int, params):
+    super().__init__(message)
+    self.step, self.last_finite_step, self.params = step, last_finite_step, params
+
+
+def _get(config, key, default=None):
+  return config.get(key, default) if hasattr(config, "get") else getattr(config, key, default)
+
+
+def check_config(config) -> None:
+  """Validate the training entries of `config` (ValueError naming the entry); `train` calls it first, and the
+  experiment binaries call it before generating any data."""
+  checks.positive_int("config.steps", config.steps)
+  checks.positive_int("config.eval_every", config.eval_every)
+  for key in ("checkpoint_every", "patience", "microbatch", "warmup_steps"):
+    if _get(config, key) is not None:
+      checks.positive_int(f"config.{key}", _get(config, key), allow_zero=True)
+  checks.positive_int("config.max_nonfinite_steps", _get(config, "max_nonfinite_steps", DEFAULT_MAX_NONFINITE))
+  name = config.optimizer
+  if name == "fire":
+    check_hyperparameters(**dict(config.fire))
+  elif name == "adam":
+    checks.positive("config.learning_rate", config.learning_rate, allow_zero=True)
+    checks.positive("config.end_lr_factor", _get(config, "end_lr_factor", 0.01), allow_zero=True)
+    checks.positive_int("config.batch_size", _get(config, "batch_size", 0))
+  else:
+    raise ValueError(f"unknown optimizer {name!r}; expected 'fire' or 'adam'")
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
-  """The optimizer of a config: "fire" (full batch) or "adam" (mini-batch, warm-up + cosine decay)."""
+  """The optimizer of a config: "fire" (full batch) or "adam" (mini-batch, warm-up + cosine decay).
+
+  Neither changes a parameter on a non-finite gradient: FIRE treats it as uphill (velocity reset, dt shrunk) and
+  counts it in `ScaleByFireState.nonfinite`; Adam skips the step (`optax.apply_if_finite`), its moments untouched.
+  """
   name = config.optimizer
   if name == "fire":
     return fire(**dict(config.fire))
@@ -56,7 +103,9 @@ def make_optimizer(config) -> optax.GradientTransformation:
     schedule = optax.warmup_cosine_decay_schedule(
         init_value=0.0 if warmup else lr, peak_value=lr, warmup_steps=warmup,
         decay_steps=max(int(config.steps), warmup + 1), end_value=lr * float(config.get("end_lr_factor", 0.01)))
-    return optax.chain(conjugate_complex_grads(), optax.adam(schedule))
+    # apply_if_finite gives up after `max_consecutive_errors` bad steps; `train` stops long before that.
+    return optax.apply_if_finite(optax.chain(conjugate_complex_grads(), optax.adam(schedule)),
+                                 max_consecutive_errors=2 ** 30)
   raise ValueError(f"unknown optimizer {name!r}; expected 'fire' or 'adam'")
 
 
@@ -68,6 +117,7 @@ class TrainState(NamedTuple):
   best_params: Any
   best_val: float
   best_step: int
+  nonfinite: int = 0  # steps skipped so far because their loss or gradient was not finite
 
 
 @dataclasses.dataclass
@@ -153,14 +203,14 @@ def train(loss_fn: Callable,
   Returns:
     A `TrainResult`; `history` lists the evaluation records of the whole run (resumed parts included).
   """
-  steps = checks.positive_int("config.steps", config.steps)
-  eval_every = max(1, min(checks.positive_int("config.eval_every", config.eval_every), steps))
+  check_config(config)
+  steps = int(config.steps)
+  eval_every = max(1, min(int(config.eval_every), steps))
   ckpt_every = int(config.get("checkpoint_every", eval_every)) or eval_every
   patience = int(config.get("patience", 0) or 0)
+  max_bad = int(config.get("max_nonfinite_steps", DEFAULT_MAX_NONFINITE))
   full_batch = config.optimizer == "fire"
   batch_size = int(config.get("batch_size", 0) or 0)
-  if not full_batch and batch_size < 1:
-    raise ValueError(f"optimizer {config.optimizer!r} needs batch_size >= 1, got {batch_size}")
   x_train, y_train = (jnp.asarray(a) for a in train_data)
   x_val, y_val = (jnp.asarray(a) for a in val_data)
   for name, a in (("train inputs", x_train), ("train targets", y_train), ("validation inputs", x_val),
@@ -169,6 +219,9 @@ def train(loss_fn: Callable,
       raise ValueError(f"{name} contain NaN or Inf")
   if len(x_train) != len(y_train) or len(x_val) != len(y_val):
     raise ValueError("inputs and targets must have the same number of samples")
+  if not len(x_train) or not len(x_val):
+    raise ValueError(f"the training and validation sets must not be empty, got {len(x_train)} and {len(x_val)} "
+                     "samples")
   monitor = {name: tuple(jnp.asarray(a) for a in xy) for name, xy in (monitor or {}).items()}
 
   optimizer = make_optimizer(config)
@@ -178,8 +231,7 @@ def train(loss_fn: Callable,
     value_and_grad = microbatched(value_and_grad, micro)
   n_train = x_train.shape[0]
 
-  def one_step(carry, key):
-    params, opt_state = carry
+  def live_step(params, opt_state, bad, last_good, key):
     if full_batch:
       x, y = x_train, y_train
     else:
@@ -190,23 +242,41 @@ def train(loss_fn: Callable,
       if augment is not None:
         x, y = augment(sub, x, y)
     loss, grads = value_and_grad(params, x, y)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return (optax.apply_updates(params, updates), opt_state), loss
+    ok = jnp.isfinite(loss) & _all_finite(grads)
+    # A non-finite loss with a finite gradient is handed on as a non-finite gradient, so that the optimizer reacts
+    # to every bad step alike (no update; FIRE: velocity reset, dt shrunk).
+    grads = jax.tree.map(lambda g: jnp.where(ok, g, jnp.full_like(g, jnp.nan)), grads)
+    updates, new_state = optimizer.update(grads, opt_state, params)
+    new_params = jax.tree.map(lambda p, u: jnp.where(ok, p + u, p).astype(p.dtype), params, updates)
+    # The parameters at which loss and gradient were last finite: what NonFiniteError hands back.
+    last_good = jax.tree.map(lambda p, g: jnp.where(ok, p, g), params, last_good)
+    return ((new_params, new_state, bad + jnp.where(ok, 0, 1).astype(bad.dtype), last_good),
+            (loss, jnp.where(ok, 0, 1)))
+
+  def one_step(carry, key):
+    # Status per step: 0 = applied, 1 = non-finite (skipped), 2 = not run (the non-finite limit was reached).
+    params, opt_state, bad, last_good = carry
+    live = lambda _: live_step(params, opt_state, bad, last_good, key)
+    out_shape = jax.eval_shape(live, None)[1]
+
+    def stopped(_):
+      return (params, opt_state, bad, last_good), (jnp.full(out_shape[0].shape, jnp.nan, out_shape[0].dtype),
+                                        jnp.full(out_shape[1].shape, 2, out_shape[1].dtype))
+
+    return jax.lax.cond(bad < max_bad, live, stopped, None)
 
   @jax.jit
-  def run_chunk(params, opt_state, key):
-    keys = jax.random.split(key, eval_every)
-    (params, opt_state), losses = jax.lax.scan(one_step, (params, opt_state), keys)
-    return params, opt_state, losses
+  def run_chunk(carry, key):
+    return jax.lax.scan(one_step, carry, jax.random.split(key, eval_every))
 
-  def run_tail(params, opt_state, key, n):
+  def run_tail(carry, key, n):
     # The last chunk may be shorter; it is run step by step rather than compiled for a second length.
     step_fn = jax.jit(one_step)
-    losses = []
+    out = []
     for k in jax.random.split(key, n):
-      (params, opt_state), loss = step_fn((params, opt_state), k)
-      losses.append(loss)
-    return params, opt_state, jnp.stack(losses)
+      carry, o = step_fn(carry, k)
+      out.append(o)
+    return carry, jax.tree.map(lambda *a: jnp.stack(a), *out)
 
   eval_loss = jax.jit(eval_loss_fn or loss_fn)
   ckpt_path = os.path.join(workdir, CHECKPOINT) if workdir else None
@@ -215,7 +285,7 @@ def train(loss_fn: Callable,
     files.check_writable(workdir)
 
   fresh = TrainState(0, params, optimizer.init(params), jax.random.PRNGKey(int(config.get("seed", 0)) + 1),
-                     params, float("inf"), 0)
+                     params, float("inf"), 0, 0)
   saved = files.load_checkpoint(ckpt_path, log=log) if ckpt_path else None
   if saved is not None:
     if saved.get("config_key") != _resume_key(config):
@@ -238,32 +308,50 @@ def train(loss_fn: Callable,
       tree = serialization.to_state_dict(dict(params=state.params, opt_state=state.opt_state, key=state.key,
                                               best_params=state.best_params))
       files.save_checkpoint(ckpt_path, dict(tree, step=state.step, best_val=state.best_val,
-                                            best_step=state.best_step, config_key=_resume_key(config)))
+                                            best_step=state.best_step, nonfinite=state.nonfinite,
+                                            config_key=_resume_key(config)))
 
   t_start = time.time()
   t_prev = history[-1]["time"] if history else 0.0
   step, params, opt_state, key = state.step, state.params, state.opt_state, state.key
   best_params, best_val, best_step = state.best_params, state.best_val, state.best_step
+  bad = jnp.asarray(state.nonfinite, jnp.int32)
+  last_good, last_good_step = params, step
   bad_evals = 0
   last_saved = step
   while step < steps:
     n = min(eval_every, steps - step)
     key, sub = jax.random.split(key)
     t0 = time.time()
-    if n == eval_every:
-      params, opt_state, losses = run_chunk(params, opt_state, sub)
-    else:
-      params, opt_state, losses = run_tail(params, opt_state, sub, n)
-    losses = np.asarray(losses)
+    bad_before = int(bad)
+    carry = (params, opt_state, bad, last_good)
+    carry, (losses, status) = run_chunk(carry, sub) if n == eval_every else run_tail(carry, sub, n)
+    params, opt_state, bad, last_good = carry
+    losses, status = np.asarray(losses), np.asarray(status)
+    if np.any(status == 0):
+      last_good_step = step + int(np.flatnonzero(status == 0)[-1])
+    if np.any(status):
+      where = step + np.flatnonzero(status == 1) + 1
+      msg = (f"training loss or gradient became non-finite at step {where[0] if len(where) else step}"
+             + (f" (and at {len(where) - 1} more step(s) of steps {step + 1}..{step + n})" if len(where) > 1 else "")
+             + f"; {int(bad)} such step(s) in all, each skipped (no parameter changed)")
+      if int(bad) >= max_bad:
+        stop_at = int(where[-1]) if len(where) else step
+        msg = (f"{msg}. Stopped at step {stop_at}: config.max_nonfinite_steps = {max_bad} reached. The parameters "
+               f"after {last_good_step} steps, the last at which loss and gradient were finite, are "
+               "NonFiniteError.params. Lower the learning rate (or FIRE's dt_max), or check the data and the "
+               "model for overflow")
+        log(msg)
+        raise NonFiniteError(msg, step=stop_at, last_finite_step=last_good_step, params=last_good)
+      log(f"warning: {msg}; training goes on (config.max_nonfinite_steps = {max_bad})")
     step += n
-    if not np.all(np.isfinite(losses)):
-      first = int(np.argmax(~np.isfinite(losses)))
-      raise FloatingPointError(
-          f"training loss became non-finite at step {step - n + first + 1}; lower the learning rate or dt_max")
     val = batched_loss(eval_loss, params, x_val, y_val)
+    if not math.isfinite(val):
+      log(f"warning: the validation loss at step {step} is {val}: these parameters are never kept as the best")
     dt_chunk = time.time() - t0
-    # For full-batch FIRE the loss at the last step is the training loss; for mini-batches the chunk mean.
-    train_loss = float(losses[-1]) if full_batch else float(losses.mean())
+    # For full-batch FIRE the loss at the last (finite) step is the training loss; for mini-batches the chunk mean.
+    done = losses[status == 0]
+    train_loss = float("nan") if not len(done) else float(done[-1]) if full_batch else float(done.mean())
     improved = val < best_val
     if improved:
       best_params, best_val, best_step = params, val, step
@@ -273,6 +361,8 @@ def train(loss_fn: Callable,
     elapsed = t_prev + time.time() - t_start
     rate = n / dt_chunk
     record = dict(step=step, train_loss=train_loss, val_loss=val, time=elapsed, steps_per_s=rate)
+    if int(bad):
+      record["nonfinite_steps"] = int(bad)
     for name, (x_mon, y_mon) in monitor.items():
       record[f"{name}_loss"] = batched_loss(eval_loss, params, x_mon, y_mon)
     history.append(record)
@@ -282,7 +372,7 @@ def train(loss_fn: Callable,
         f"{rate:7.1f} steps/s  elapsed {_fmt_time(elapsed)}  ETA {_fmt_time((steps - step) / rate)}")
     stop = patience and bad_evals >= patience
     if step - last_saved >= ckpt_every or step >= steps or stop:
-      save(TrainState(step, params, opt_state, key, best_params, best_val, best_step))
+      save(TrainState(step, params, opt_state, key, best_params, best_val, best_step, int(bad)))
       last_saved = step
     if stop:
       log(f"early stop at step {step}: validation loss has not improved for {patience} evaluations")
@@ -297,8 +387,17 @@ METRICS = "metrics.jsonl"
 # Samples per chunk of a full-batch gradient (`microbatched`); `config.microbatch` overrides it.
 DEFAULT_MICROBATCH = 256
 
+# Steps with a non-finite loss or gradient (each skipped) after which training stops; `config.max_nonfinite_steps`.
+DEFAULT_MAX_NONFINITE = 10
+
 # Config entries that may change between a run and its resumption (they do not change the problem).
-RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "patience", "cache_dir", "microbatch")
+RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "patience", "cache_dir", "microbatch",
+                     "max_nonfinite_steps")
+
+
+def _all_finite(tree) -> Array:
+  leaves = jax.tree.leaves(tree)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
 
 
 def _resume_key(config) -> str:
@@ -321,4 +420,4 @@ def _restore_state(fresh: TrainState, saved: dict, path: str) -> TrainState:
                                 "a fresh --workdir") from None
   tree = jax.tree.map(jnp.asarray, tree)
   return TrainState(int(saved["step"]), tree["params"], tree["opt_state"], tree["key"], tree["best_params"],
-                    float(saved["best_val"]), int(saved["best_step"]))
+                    float(saved["best_val"]), int(saved["best_step"]), int(saved.get("nonfinite", 0)))

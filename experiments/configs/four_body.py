@@ -52,6 +52,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval_every = 1_000
   c.checkpoint_every = 5_000
   c.patience = 0
+  # Steps with a non-finite loss or gradient (each skipped) after which training stops with an error.
+  c.max_nonfinite_steps = 10
   # Relabel the atoms of each mini-batch sample at random (24 relabellings of the same configuration).
   c.augment_permutations = False
   # Predict with the average over the 24 relabellings (data.symmetrize_permutations): validation, test and

@@ -68,6 +68,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval_every = 1_000
   c.checkpoint_every = 5_000
   c.patience = 0
+  # Steps with a non-finite loss or gradient (each skipped) after which training stops with an error.
+  c.max_nonfinite_steps = 10
   c.fire = fire_defaults()
 
   variant = arg or "quick"

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The accelerator check, as one command: on whatever device jax finds (a GPU, a TPU, or the CPU), with jax's
+# default settings, it runs the test suite and the benchmarks at accelerator sizes (network MD up to 1M atoms),
+# each writing JSON under benchmarks/results/<backend>/ (default) or the folder given as $1.
+#
+#   bash benchmarks/accelerator.sh                     # everything
+#   STAGES="md time" bash benchmarks/accelerator.sh    # some stages: info tests md training time
+#
+# Stages: info (python -m unitary_enn.info --json), tests (the whole suite, junit XML and log), md
+# (benchmarks.md_throughput at 4,000 / 32,000 / 256,000 / 1,000,188 atoms: direct network and lj/cut in the same
+# run), training (benchmarks.training_throughput at batches up to 65,536), time (time to the paper's 0.00118 eV/A
+# with the four-atom :accurate recipe). A failed stage is reported and the next one still runs; the exit status
+# is that of the first failure.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+backend=$(python -c "import jax; print(jax.default_backend())")
+out=${1:-benchmarks/results/$backend}
+stages=${STAGES:-info tests md training time}
+mkdir -p "$out"
+status=0
+run() {  # run NAME COMMAND...: log to $out/NAME.log, keep going on failure
+  local name=$1; shift
+  echo "+ [$name] $*" | tee "$out/$name.log"
+  local t0=$SECONDS
+  "$@" 2>&1 | tee -a "$out/$name.log"
+  local rc=${PIPESTATUS[0]}
+  echo "[$name] exit $rc after $((SECONDS - t0)) s" | tee -a "$out/$name.log"
+  [ "$rc" -ne 0 ] && [ "$status" -eq 0 ] && status=$rc
+  return 0
+}
+for stage in $stages; do
+  case $stage in
+    info) run info python -m unitary_enn.info --json ;;
+    tests) run tests python -m pytest -q -p no:cacheprovider --junitxml="$out/tests.xml" ;;
+    md) run md python -m benchmarks.md_throughput --cells=10,20,40,63 --steps=20 --repeats=3 \
+          --out="$out/md_throughput.json" ;;
+    training) run training python -m benchmarks.training_throughput --batch_sizes=256,4096,65536 \
+                --dtypes=float32 --out="$out/training_throughput.json" ;;
+    time) run time python -m benchmarks.time_to_accuracy --config=experiments/configs/four_body.py:accurate \
+            --out="$out/time_to_accuracy.json" ;;
+    *) echo "unknown stage $stage (expected info tests md training time)" >&2; status=2 ;;
+  esac
+done
+exit "$status"

@@ -1,0 +1,269 @@
+r"""Descriptor sum throughput: the plain sum over all 73 Gaussians against banded sums (per pair only the
+centres nearest to it, scatter-added), timed in the same run on periodic FCC argon, with their differences.
+
+  python -m benchmarks.descriptor_sum                          # 4,000 and 32,000 atoms, Dense neighbor list
+  python -m benchmarks.descriptor_sum --cells=10 --formats=dense,ordered_sparse --budgets=20,21,22,23,24
+  python -m benchmarks.descriptor_sum --cells=10 --what_if     # + costs outside the sum's code, for the record
+  python -m benchmarks.descriptor_sum --cells=5 --bands=9,21 --model=WORKDIR   # force changes, trained model
+
+--bands are the widths timed (default: the exact one, `descriptors._band_width`: 21 of 73 in float32, every
+Gaussian that does not underflow). A width below it is forced here, only to measure what it would change:
+the library refuses it, because the network reads the direction of every channel (eq. 9).
+
+The sum is `descriptors._neighbor_list_sums` as MD calls it (vector descriptors eq. 51, the paper's basis
+r_s = 2.8..10 A, eta = 100 A^-2, r_cut = 10 A, cosine cutoff, float32) on the jittered 60 K crystal of
+`benchmarks.md_throughput` with a jax-md neighbor list (skin 1 A, capacity x1.25), band=0 (plain) or a band
+width. Timings are medians of repeats after a compiled warm-up, in
+wall and in CPU seconds of the process (the latter much less disturbed by other jobs on a shared machine);
+the ratio plain / banded is taken within one run.
+
+--network adds the force evaluation of the Sec. 4.5 network (sum, then 73-200-100-50-10-1; random weights
+or --model), plain and banded, and the largest force difference. --budgets times the Dense sums (banded and
+plain) with block budgets of 2^b numbers (the default is `descriptors.CPU_BLOCK_BUDGET` on CPU). --what_if times two variants that change code outside the
+sum (not adopted here; for whoever owns that code): the cosine cutoff as a polynomial instead of libm cos, and
+a periodic displacement by rounding instead of jax-md's fmod.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from benchmarks.common import write_result
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Flags are defined when the binary runs, not on import (tests import this module)."""
+  flags.DEFINE_list("cells", ["10", "20"], "FCC cells per side; 4 n^3 atoms each.")
+  flags.DEFINE_list("formats", ["dense"], "Neighbor list formats: dense, sparse, ordered_sparse.")
+  flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
+  flags.DEFINE_bool("network", True, "Also time the network force evaluation (sum + network), plain and banded.")
+  flags.DEFINE_list("budgets", [], "log2 of block budgets (numbers) to time for the Dense sums.")
+  flags.DEFINE_bool("what_if", False, "Also time variants that change code outside the sum (not adopted).")
+  flags.DEFINE_list("bands", [], "Band widths to time against the plain sum (default: the exact width).")
+  flags.DEFINE_string("model", None, "A many_body workdir whose network gives the forces (default: random weights, "
+                      "whose b = 0 makes them blind to small channels).")
+  flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/descriptor_sum.json).")
+
+
+R_CUT = 10.0
+ETA = 100.0
+
+
+def polynomial_cosine_cutoff(r, r_cut: float):
+  """(cos(pi r / r_c) + 1) / 2 as an odd polynomial in r / r_c - 1/2 (float32-accurate): the what-if cutoff.
+
+  Fitted here by least squares to sin(pi t) on [-1/2, 1/2] (degree 11, error ~4e-11), so that it vectorizes
+  where the libm cosine that XLA calls on CPU does not.
+  """
+  import jax.numpy as jnp
+  import numpy as np
+  t = np.linspace(-0.5, 0.5, 4001)
+  basis = np.stack([t ** (2 * k + 1) for k in range(6)], axis=1)
+  coef = np.linalg.lstsq(basis, np.sin(np.pi * t), rcond=None)[0]
+  x = r / r_cut - 0.5
+  x2 = x * x
+  p = coef[5]
+  for c in coef[4::-1]:
+    p = p * x2 + c
+  return jnp.where(r < r_cut, 0.5 - 0.5 * x * p, 0.0)
+
+
+def round_periodic_displacement(box: float):
+  """r_a - r_b wrapped into the periodic box by rounding (the what-if displacement; jax-md uses fmod)."""
+  import jax.numpy as jnp
+
+  def displacement(ra, rb, **unused):
+    d = ra - rb
+    return d - box * jnp.round(d / box)
+  return displacement
+
+
+def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA):
+  """jit(positions, neighbor) -> `(N, 3, K)` float32 vector descriptors by `_neighbor_list_sums`.
+
+  A band narrower than `descriptors._band_width` is forced (traced with `_band_width` patched to allow it).
+  """
+  import contextlib
+  from unittest import mock
+
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from unitary_enn import descriptors
+  r_s = np.asarray(descriptors.paper_r_s() if r_s is None else r_s, np.float32)
+  eta = np.asarray(eta, np.float32)
+  cutoff = cutoff or descriptors.cosine_cutoff
+  exact = descriptors._band_width(r_s, eta, jnp.float32)
+  forced = bool(band) and (exact is None or band < exact)
+
+  def f(positions, neighbor):
+    v = jnp.ones((positions.shape[0], 1), jnp.float32)
+    return descriptors._neighbor_list_sums(positions, neighbor, v, r_s, eta, displacement_fn=displacement,
+                                           r_cut=R_CUT, cutoff=cutoff, vector=True, block=block, band=band)
+  jitted = jax.jit(f)
+
+  def call(positions, neighbor):
+    with mock.patch.object(descriptors, "_band_width", lambda *a: band) if forced else contextlib.nullcontext():
+      return jitted(positions, neighbor)
+  return call
+
+
+def force_fn(displacement, model, *, band):
+  """jit(positions, neighbor) -> `(N, 3)` eV/A: the descriptor sum then the network, as md.many_body_force_fn."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from unitary_enn.network import apply_uenn
+  params = jax.tree.map(jnp.asarray, model["params"])
+  dtype = params[0]["W"].real.dtype
+  in_scale = jnp.asarray(model["scales"]["inputs"], dtype)
+  out_scale = jnp.asarray(model["scales"]["targets"], dtype)
+  sums = sum_fn(displacement, band=band, r_s=np.asarray(model["r_s"]), eta=float(model["eta"]))
+
+  def f(positions, neighbor):
+    d = sums(positions, neighbor)
+    return apply_uenn(params, d.astype(dtype) / in_scale, activation=model.get("activation", "softsign"))[..., 0] * \
+        out_scale[0]
+  return f
+
+
+def timed(fn, *args, repeats: int, min_time: float = 0.2) -> dict:
+  """Median wall and CPU seconds per call (as `benchmarks.common.time_fn`, after a warm-up call).
+
+  CPU seconds are those of this process, all its threads together: on a shared machine they are much less
+  disturbed by other jobs than wall time, and their ratio is the ratio of the work done.
+  """
+  import statistics
+  import time
+
+  import jax
+  jax.block_until_ready(fn(*args))
+  wall, cpu = [], []
+  for _ in range(repeats):
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
+    while True:
+      jax.block_until_ready(fn(*args))
+      n += 1
+      if time.perf_counter() - t0 >= min_time:
+        break
+    wall.append((time.perf_counter() - t0) / n)
+    cpu.append((time.process_time() - c0) / n)
+  return dict(median_s=statistics.median(wall), min_s=min(wall), max_s=max(wall), cpu_median_s=statistics.median(cpu),
+              repeats=repeats)
+
+
+def _ms(t: dict) -> str:
+  return f"{t['median_s'] * 1e3:7.1f} ms ({t['cpu_median_s'] * 1e3:.1f} CPU)"
+
+
+def max_relative_difference(a, b) -> float:
+  """max |a - b| / max |b| over `(N, 3, K)` descriptors."""
+  import numpy as np
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def max_channel_relative_difference(a, b, floor: float = 1e-30) -> float:
+  """max over atoms and channels of |a - b| / |b| (norms of the 3-vectors; |b| floored at `floor`): what
+  the network's e = x / |x| (eq. 9) is sensitive to."""
+  import numpy as np
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.linalg.norm(a - b, axis=1) / np.maximum(np.linalg.norm(b, axis=1), floor)))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from jax_md import partition, space
+
+  from benchmarks import md_throughput
+  from unitary_enn import descriptors, io, md
+  cells = [int(c) for c in FLAGS.cells]
+  formats = {f: md._neighbor_format(f) for f in FLAGS.formats}
+  exact = descriptors._band_width(descriptors.paper_r_s().astype("float32"), ETA, jnp.float32)
+  bands = [int(b) for b in FLAGS.bands] or [exact]
+  model = io.load_model(FLAGS.model) if FLAGS.model else md_throughput.random_model("float32")
+  print(f"descriptor_sum: exact band {exact} of 73 centres (float32, eta = {ETA} A^-2); timing bands {bands}; "
+        f"automatic choice: {descriptors._auto_band(descriptors.paper_r_s().astype('float32'), ETA, jnp.float32)}",
+        flush=True)
+  rows = []
+  for n_cells in cells:
+    positions, box = md_throughput.fcc_state(n_cells, "float32", 60.0)
+    positions = jnp.asarray(positions)
+    displacement, _ = space.periodic(box)
+    for name, fmt in formats.items():
+      neighbor_fn = partition.neighbor_list(displacement, box, R_CUT, dr_threshold=1.0, capacity_multiplier=1.25,
+                                            format=fmt)
+      nbr = neighbor_fn.allocate(positions)
+      row = dict(n_cells=n_cells, n_atoms=len(positions), format=name, neighbor_capacity=list(nbr.idx.shape))
+      plain = sum_fn(displacement, band=0)
+      want = plain(positions, nbr)
+      row["plain"] = timed(plain, positions, nbr, repeats=FLAGS.repeats)
+      if FLAGS.network:
+        f_plain = force_fn(displacement, model, band=0)
+        f_want = np.asarray(f_plain(positions, nbr))
+        row["force_plain"] = timed(f_plain, positions, nbr, repeats=FLAGS.repeats)
+        row["max_abs_force_ev_per_a"] = float(np.max(np.abs(f_want)))
+      print(f"descriptor_sum: {row['n_atoms']:>7,} atoms {name:15s} plain sum {_ms(row['plain'])}"
+            + (f"  force {_ms(row['force_plain'])}" if FLAGS.network else ""), flush=True)
+      row["bands"] = {}
+      for kb in bands:
+        banded = sum_fn(displacement, band=kb)
+        got = banded(positions, nbr)
+        b = dict(max_relative_difference=max_relative_difference(got, want),
+                 max_channel_relative_difference=max_channel_relative_difference(got, want),
+                 sum=timed(banded, positions, nbr, repeats=FLAGS.repeats))
+        b["ratio"] = row["plain"]["median_s"] / b["sum"]["median_s"]
+        b["cpu_ratio"] = row["plain"]["cpu_median_s"] / b["sum"]["cpu_median_s"]
+        line = (f"descriptor_sum:   band {kb:2d}: sum {_ms(b['sum'])}  plain/banded {b['ratio']:.2f} (CPU "
+                f"{b['cpu_ratio']:.2f}); max rel. diff {b['max_relative_difference']:.1e}, per channel "
+                f"{b['max_channel_relative_difference']:.1e}")
+        if FLAGS.network:
+          f_band = force_fn(displacement, model, band=kb)
+          b["force"] = timed(f_band, positions, nbr, repeats=FLAGS.repeats)
+          b["force_ratio"] = row["force_plain"]["median_s"] / b["force"]["median_s"]
+          b["force_cpu_ratio"] = row["force_plain"]["cpu_median_s"] / b["force"]["cpu_median_s"]
+          b["max_abs_force_difference_ev_per_a"] = float(np.max(np.abs(np.asarray(f_band(positions, nbr)) - f_want)))
+          line += (f"; force {_ms(b['force'])} ratio {b['force_ratio']:.2f} (CPU {b['force_cpu_ratio']:.2f}), "
+                   f"max |dF| {b['max_abs_force_difference_ev_per_a']:.1e} eV/A")
+        row["bands"][str(kb)] = b
+        print(line, flush=True)
+      if FLAGS.budgets and name == "dense":
+        m = nbr.idx.shape[1]
+        row["budgets"] = {}
+        for kb in bands:
+          for lb in FLAGS.budgets:
+            block = descriptors._block_size(len(positions), m * kb * 3, 1 << int(lb))
+            t = timed(sum_fn(displacement, band=kb, block=block), positions, nbr, repeats=FLAGS.repeats)
+            row["budgets"][f"band{kb}_2^{lb}"] = dict(block_rows=block, **t)
+            print(f"descriptor_sum:   band {kb}, budget 2^{lb}: {block} rows a block, {_ms(t)}", flush=True)
+        for lb in FLAGS.budgets:
+          block = descriptors._block_size(len(positions), m * 73 * 3, 1 << int(lb))
+          t = timed(sum_fn(displacement, band=0, block=block), positions, nbr, repeats=FLAGS.repeats)
+          row["budgets"][f"plain_2^{lb}"] = dict(block_rows=block, **t)
+          print(f"descriptor_sum:   plain, budget 2^{lb}: {block} rows a block, {_ms(t)}", flush=True)
+      if FLAGS.what_if and name == "dense":
+        variants = {"polynomial_cosine_cutoff": sum_fn(displacement, band=0, cutoff=polynomial_cosine_cutoff),
+                    "round_periodic_displacement": sum_fn(round_periodic_displacement(box), band=0)}
+        row["what_if"] = {}
+        for key, fn in variants.items():
+          t = timed(fn, positions, nbr, repeats=FLAGS.repeats)
+          row["what_if"][key] = dict(max_relative_difference=max_relative_difference(fn(positions, nbr), want), **t)
+          print(f"descriptor_sum:   what if {key}: plain sum {_ms(t)} (as is: {_ms(row['plain'])})", flush=True)
+      rows.append(row)
+  record = dict(dtype="float32", eta=ETA, r_cut=R_CUT, n_centres=73, exact_band=exact, bands=bands,
+                model=FLAGS.model or "random weights, paper sizes", cpu_block_budget=descriptors.CPU_BLOCK_BUDGET,
+                sizes=rows)
+  write_result("descriptor_sum", record, FLAGS.out)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
