@@ -216,6 +216,18 @@ def test_conservative_model_files_round_trip_and_direct_models_have_no_energy(tm
                  forces="conservative")
 
 
+def test_many_body_conservative_model_file_round_trip(tmp_path, many_body_fields):
+  """The scalar feature row and its scales survive the file: the loaded workdir gives the same E and F."""
+  m, forces, energy_field = many_body_fields
+  models.save_model(str(tmp_path), m)
+  back = models.load_model(str(tmp_path))
+  assert (back.forces, back.scalar_features, back.head_hidden) == ("conservative", True, (8,))
+  np.testing.assert_array_equal(back.scales["feature_inputs"], m.scales["feature_inputs"])
+  pos, side = _box()
+  assert float(uenn.load_energy_field(str(tmp_path))(pos, side)) == float(energy_field(pos, side))
+  np.testing.assert_array_equal(uenn.load_force_field(str(tmp_path))(pos, side), forces(pos, side))
+
+
 # --- NVE conserves the model's own energy -----------------------------------------------------------------------
 
 
