@@ -17,10 +17,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (a variant of experiments/configs/many_body.py). The --train_workdir flag overrides this key.
   c.train_workdir = ""
   c.train_config = "quick"
-  # The conservative many_body model (F = -grad E): a workdir trained with forces = "conservative"; "" = train one
-  # first in <workdir>/train_conservative with `conservative_train_config`. --conservative_workdir overrides this.
+  # The conservative many_body model (F = -grad E), a third run: a workdir trained with forces = "conservative"
+  # (--conservative_workdir overrides this key); with neither, `conservative_train_config` is trained first in
+  # <workdir>/train_conservative, and "" (quick, paper) means no conservative run: its training takes ~30x the
+  # direct model's (README, "Direct or conservative forces?").
   c.conservative_workdir = ""
-  c.conservative_train_config = "conservative"
+  c.conservative_train_config = ""
   c.dtype = "float64"  # of the MD (the network evaluates in the dtype it was trained in)
   c.seed = 0  # initial velocities of the thermalization
   # Crystal (docs/decisions.md §10): FCC argon, n_cells^3 unit cells of a = 5.24411 A, lj/cut at r_cut (LAMMPS lj/cut 10.0).
