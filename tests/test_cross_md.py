@@ -288,9 +288,12 @@ def test_rerun_reads_finished_stages_back(tiny_run):
   from experiments import cross_md
   from experiments.configs import cross_md as cross_config
   workdir, first, _ = tiny_run
+  config = cross_config.get_config("tiny").copy_and_resolve_references()
+  config.conservative_train_config = ""  # as the quick default: no conservative run
   with contextlib.redirect_stdout(stdio.StringIO()) as out:
-    again = cross_md.run(cross_config.get_config("tiny"), workdir)
+    again = cross_md.run(config, workdir)
   assert "resuming from" in out.getvalue() and "thermalize: step" not in out.getvalue()
+  assert "md[conservative]" not in out.getvalue() and "conservative" not in again["runs"]
   for key in ("n_atoms", "final_position_rmsd_A", "mean_abs_temperature_difference_K",
               "energy_drift_rel_analytical"):
     assert again[key] == first[key], key
