@@ -99,7 +99,7 @@ def test_many_body_forces_are_minus_the_gradient_of_the_energy_free_and_periodic
   pos, side = _box()
   for box in (None, side):  # the fields keep one compiled neighbor list: periodic last, as the next tests use
     f = np.asarray(forces(pos, box))
-    atoms = [0, 7, 21]  # a few atoms keep the number of energy calls small
+    atoms = [0, 21]  # a few atoms keep the number of energy calls small
     h = 1e-5
     for a, x in itertools.product(atoms, range(3)):
       d = np.zeros_like(pos)
@@ -184,8 +184,8 @@ def test_many_body_energy_invariant_and_forces_equivariant(many_body_fields):
   np.testing.assert_allclose(f(pos[perm], side), np.asarray(f(pos, side))[perm], rtol=1e-9, atol=1e-13)
   # Free space: rotations and reflections.
   key = jax.random.PRNGKey(3)
-  uenn.assert_invariant(e, jnp.asarray(pos), key=key, in_axis=-1, num_trials=2, rtol=1e-12)
-  uenn.assert_equivariant(f, jnp.asarray(pos), key=key, in_axis=-1, out_axis=-1, num_trials=2, reflection=True,
+  uenn.assert_invariant(e, jnp.asarray(pos), key=key, in_axis=-1, num_trials=1, rtol=1e-12)
+  uenn.assert_equivariant(f, jnp.asarray(pos), key=key, in_axis=-1, out_axis=-1, num_trials=1, reflection=True,
                           rtol=1e-11)
 
 
