@@ -32,7 +32,7 @@ for stage in $stages; do
   case $stage in
     info) run info python -m unitary_enn.info --json ;;
     tests) run tests python -m pytest -q -p no:cacheprovider --junitxml="$out/tests.xml" ;;
-    md) run md python -m benchmarks.md_throughput --cells=10,20,40,63 --steps=20 --repeats=3 \
+    md) run md python -m benchmarks.md_throughput --cells=10,20,40,63 --steps=20 --repeats=3 --drivers=lj_cut,network,network_sharded \
           --out="$out/md_throughput.json" ;;
     training) run training python -m benchmarks.training_throughput --batch_sizes=256,4096,65536 \
                 --dtypes=float32 --out="$out/training_throughput.json" ;;

@@ -39,7 +39,7 @@ def define_flags() -> None:
   flags.DEFINE_list("cells", ["10", "20", "30"], "FCC cells per side; 4 n^3 atoms each.")
   flags.DEFINE_integer("steps", 10, "MD steps per timed chunk.")
   flags.DEFINE_integer("repeats", 3, "Timed chunks per size and driver (the median is reported).")
-  flags.DEFINE_string("model", None, "A many_body workdir (model.pkl); default: random weights, paper sizes.")
+  flags.DEFINE_string("model", None, "A many_body workdir (model.npz); default: random weights, paper sizes.")
   flags.DEFINE_enum("dtype", "float32", ["float32", "float64"], "dtype of the MD (positions, momenta).")
   flags.DEFINE_enum("network_dtype", "float32", ["float32", "float64"], "dtype of the random-weight network.")
   flags.DEFINE_enum("format", "dense", ["dense", "sparse", "ordered_sparse"], "Neighbor list format.")
@@ -51,7 +51,10 @@ def define_flags() -> None:
   flags.DEFINE_float("temperature", 60.0, "K, of the initial momenta and the jittered lattice.")
   flags.DEFINE_string("conservative_model", None, "A conservative many_body workdir; default: random weights, "
                       "paper sizes with 16 output vectors and a 32-wide energy head.")
-  flags.DEFINE_list("drivers", ["lj_cut", "network", "conservative"], "Which force fields to time.")
+  flags.DEFINE_list("drivers", ["lj_cut", "network", "conservative"],
+                    "Which force fields to time: lj_cut, network, conservative (F = -grad E on the same layers), "
+                    "network_sharded (the network with the atoms' rows over every device jax sees, "
+                    "`parallel.shard_rows`: on one device, the sharded path's overhead).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/md_throughput.json).")
 
 R_CUT = 10.0
@@ -190,7 +193,7 @@ def main(argv):
     jax.config.update("jax_enable_x64", True)
   import numpy as np
 
-  from unitary_enn import models, neighbors, potentials
+  from unitary_enn import models, neighbors, parallel, potentials
   from unitary_enn.constants import ARGON_FCC_LATTICE_CONSTANT
   cells = [int(c) for c in FLAGS.cells]
   too_small = [c for c in cells if c * ARGON_FCC_LATTICE_CONSTANT <= 2 * (R_CUT + FLAGS.dr_threshold)]
@@ -209,9 +212,10 @@ def main(argv):
       "network": functools.partial(models.many_body_force_fn, model, descriptor_dtype=descriptor_dtype),
       "conservative": functools.partial(models.many_body_force_fn, cmodel, descriptor_dtype=descriptor_dtype),
   }
+  builders["network_sharded"] = functools.partial(builders["network"], mesh=parallel.device_mesh())
   unknown = set(FLAGS.drivers) - set(builders)
   if unknown:
-    raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected lj_cut, network and/or conservative")
+    raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected some of {sorted(builders)}")
   net_dtype = str(jax.tree.leaves(model.params)[0].real.dtype)
   roof = matmul_flops_per_s(net_dtype)
   print(f"md_throughput: dense matmul {roof['flops_per_s'] / 1e9:.1f} GFLOP/s ({net_dtype}, the network's)",
@@ -236,6 +240,10 @@ def main(argv):
       achieved = flops["total"] * row["network"]["atom_steps_per_s"]
       row["network"].update(flops_per_atom=flops, pairs_in_cutoff_per_atom=pairs_in_cut,
                             achieved_flops_per_s=achieved, roofline_fraction=achieved / roof["flops_per_s"])
+    if "network" in row and "network_sharded" in row:
+      row["sharded_over_network"] = row["network_sharded"]["s_per_step"] / row["network"]["s_per_step"]
+      print(f"md_throughput: sharded over {jax.device_count()} device(s) / one device time per step = "
+            f"{row['sharded_over_network']:.3f}", flush=True)
     if "network" in row and "lj_cut" in row:
       row["network_cost_over_lj_cut"] = row["network"]["s_per_step"] / row["lj_cut"]["s_per_step"]
       print(f"md_throughput: network / lj_cut time per step = {row['network_cost_over_lj_cut']:.2f}; "
@@ -245,7 +253,7 @@ def main(argv):
       print(f"md_throughput: conservative / direct network time per step = "
             f"{row['conservative_cost_over_network']:.2f}", flush=True)
     rows.append(row)
-  record = dict(dtype=FLAGS.dtype, network_dtype=net_dtype, descriptor_dtype=FLAGS.descriptor_dtype,
+  record = dict(devices=[str(d) for d in jax.devices()], dtype=FLAGS.dtype, network_dtype=net_dtype, descriptor_dtype=FLAGS.descriptor_dtype,
                 format=FLAGS.format,
                 dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
                 model=FLAGS.model or "random weights, paper sizes", network_sizes=sizes,

@@ -26,8 +26,8 @@ from unitary_enn.testing import assert_equivariant, assert_invariant, random_uni
 __version__ = "0.2.0"
 
 _SUBMODULES = ("checks", "constants", "data", "descriptors", "diagnostics", "energy", "files", "fire", "layers", "md",
-               "models", "neighbors", "network", "plots", "potentials", "quantity", "quantum", "simulate", "structures",
-               "testing", "thermalize", "training")
+               "models", "neighbors", "network", "parallel", "plots", "potentials", "quantity", "quantum", "simulate",
+               "structures", "testing", "thermalize", "training")
 
 # Names that load their module (and jax-md) on first use.
 _LAZY = {

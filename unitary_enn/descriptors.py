@@ -479,6 +479,35 @@ def scalar_descriptors(positions: Array, box: float | None = None, *, r_s: Seque
 # --- Neighbor-list versions ----------------------------------------------------------------------------
 
 
+def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, pair_map, r_cut, cutoff, vector, block, band,
+                    precision):
+  """The sums of the centres `rows` `(R,)` (global atom indices; >= N for padding) whose neighbours are the rows
+  `idx` `(R, M)` of a Dense list: `(R, [3,] S, K)`. All positions `(N, 3)` are given; a device that holds some
+  rows of the list computes them alone (`parallel.sharded_many_body_force_fn`).
+  """
+  n = positions.shape[0]
+  dtype = node_feat.dtype
+  r_count, m = idx.shape
+  s, k = node_feat.shape[1], r_s.shape[0]
+  pair_cost = (band or k) * s * (3 if vector else 1)
+  block = block or _block_size(r_count, m * pair_cost, itemsize=jnp.dtype(dtype).itemsize)
+  n_blocks = -(-r_count // block)
+  pad = n_blocks * block - r_count
+  idx = jnp.pad(idx, ((0, pad), (0, 0)), constant_values=n).reshape(n_blocks, block, m)
+  rows = jnp.pad(rows, (0, pad), constant_values=n).reshape(n_blocks, block)
+
+  def one_block(args):
+    nbr, i = args  # (b, M), (b,)
+    valid = (nbr < n) & (i[:, None] < n) & (nbr != i[:, None])
+    jc = jnp.minimum(nbr, n - 1)
+    dr = pair_map(positions[jc], positions[jnp.minimum(i, n - 1)]).astype(dtype)
+    r, w = _pair_terms(dr, valid, r_cut, cutoff, vector)
+    return _row_sums(r, w, node_feat[jc], r_s, eta, band, vector, precision)
+
+  out = jax.lax.map(one_block, (idx, rows))
+  return out.reshape((n_blocks * block,) + out.shape[2:])[:r_count]
+
+
 def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacement_fn, r_cut, cutoff, vector,
                         block, band=None, precision=None):
   """Sums over neighbours of eq. 33-35 terms for any jax-md format; `(N, [3,] S, K)` flattened to channels.
@@ -497,22 +526,9 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   pair_map = jax.vmap(jax.vmap(displacement_fn, (0, None)), (0, 0))  # (b, M, 3), (b, 3) -> r_j - r_i
 
   if not partition.is_sparse(neighbor.format):
-    idx = neighbor.idx
-    m = idx.shape[1]
-    block = block or _block_size(n, m * pair_cost, itemsize=itemsize)
-    n_blocks = -(-n // block)
-    rows = jnp.arange(n_blocks * block).reshape(n_blocks, block)
-
-    def one_block(i):
-      nbr = idx[jnp.minimum(i, n - 1)]  # (b, M)
-      valid = (nbr < n) & (i[:, None] < n) & (nbr != i[:, None])
-      jc = jnp.minimum(nbr, n - 1)
-      dr = pair_map(positions[jc], positions[jnp.minimum(i, n - 1)]).astype(dtype)
-      r, w = _pair_terms(dr, valid, r_cut, cutoff, vector)
-      return _row_sums(r, w, node_feat[jc], r_s, eta, kb, vector, precision)
-
-    out = jax.lax.map(one_block, rows)
-    return out.reshape((n_blocks * block,) + out.shape[2:])[:n].reshape(out_shape)
+    sums = _dense_row_sums(positions, neighbor.idx, jnp.arange(n), node_feat, r_s, eta, pair_map=pair_map,
+                           r_cut=r_cut, cutoff=cutoff, vector=vector, block=block, band=kb, precision=precision)
+    return sums.reshape(out_shape)
 
   # Sparse formats: pairs in chunks, scatter-added onto their centres (and, for OrderedSparse, neighbours).
   ordered = neighbor.format is partition.OrderedSparse
@@ -558,16 +574,24 @@ def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, s
   """`descriptor_fn(positions, neighbor, *, species, node_features, dtype)`: the sums of eq. 34 / 51 on a list.
 
   `dtype` (default: the positions') is that of the Gaussian sums; displacements are always taken in the
-  positions' precision.
+  positions' precision. With `rows` `(R,)` (global atom indices), `neighbor` is the idx `(R, M)` of those rows of
+  a Dense list and only their sums are computed, `(R, [3,] S * K)`.
   """
-  def descriptor_fn(positions: Array, neighbor: partition.NeighborList, *, species=species,
-                    node_features=None, dtype=None, precision=None) -> Array:
+  def descriptor_fn(positions: Array, neighbor, *, species=species, node_features=None, dtype=None,
+                    precision=None, rows=None) -> Array:
     positions = jnp.asarray(positions, _float_dtype(positions))
     dtype = jnp.dtype(dtype) if dtype is not None else positions.dtype
     v, _ = _node_features(positions.shape[0], species, n_species, node_features, dtype)
-    return _neighbor_list_sums(positions, neighbor, v, np.asarray(r_s, dtype), np.asarray(eta, dtype),
-                               displacement_fn=displacement_fn, r_cut=r_cut, cutoff=cutoff_fn, vector=vector,
-                               block=block, precision=precision)
+    r_s_, eta_ = np.asarray(r_s, dtype), np.asarray(eta, dtype)
+    if rows is None:
+      return _neighbor_list_sums(positions, neighbor, v, r_s_, eta_, displacement_fn=displacement_fn, r_cut=r_cut,
+                                 cutoff=cutoff_fn, vector=vector, block=block, precision=precision)
+    # Some rows only: `neighbor` is those rows of a Dense list's idx, `(R, M)` (`parallel.shard_rows`).
+    pair_map = jax.vmap(jax.vmap(displacement_fn, (0, None)), (0, 0))
+    sums = _dense_row_sums(positions, neighbor, rows, v, r_s_, eta_, pair_map=pair_map, r_cut=r_cut,
+                           cutoff=cutoff_fn, vector=vector, block=block,
+                           band=_band_option(None, r_s_, eta_, dtype), precision=precision)
+    return sums.reshape(sums.shape[:-2] + (-1,))
   return descriptor_fn
 
 

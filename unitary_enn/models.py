@@ -40,7 +40,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from unitary_enn import checks, energy, files
+from jax_md import partition
+
+from unitary_enn import checks, energy, files, parallel
 from unitary_enn.data import relative_vectors, symmetrize_permutations
 from unitary_enn.descriptors import scalar_descriptors_neighbor_list, vector_descriptors_neighbor_list
 from unitary_enn.neighbors import neighbor_list_model
@@ -484,7 +486,7 @@ def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | Non
 
 
 def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
-                       precision=None):
+                       precision=None, mesh=None):
   """The trained Sec. 4.5 force network (vector descriptors eq. 51 -> ENN -> force) on a jax-md neighbor list.
 
   For a conservative model the force is -grad of `many_body_energy_fn` with respect to the positions (through the
@@ -497,6 +499,8 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
     descriptor_dtype: dtype of the descriptor sums (default: the network's; displacements are always taken in
       the positions' dtype, so float64 MD feeds the float32 network float32 sums at float32 cost).
     precision: of the network's products (`layers.PRECISIONS`; default full float32).
+    mesh: a device mesh (`parallel.device_mesh`): the atoms' rows of a Dense neighbor list are partitioned over
+      its devices (`parallel.shard_rows`), positions replicated, forces gathered; the same numbers to rounding.
 
   Returns:
     `force_fn(positions (N, 3) A, neighbor, **unused) -> (N, 3)` eV/A in the positions' dtype, pure and
@@ -504,6 +508,8 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
   """
   model = _kind(load_model(model), "many_body", "many_body_force_fn")
   if model.conservative:
+    if mesh is not None:
+      raise ValueError("a conservative model's forces (-grad E) have no device-mesh path yet; pass mesh=None")
     energy_fn = many_body_energy_fn(model, displacement_fn, block=block, descriptor_dtype=descriptor_dtype,
                                     precision=precision)
 
@@ -512,13 +518,32 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
 
     force_fn.r_cut = model.r_cut
     return force_fn
-  params, dtype, descriptors_of = _many_body_parts(model, displacement_fn, block, descriptor_dtype, precision)
+  params = jax.tree.map(jnp.asarray, model.params)
+  dtype = jnp.dtype(model.dtype)
+  in_scale = jnp.asarray(model.scales["inputs"], dtype)
   out_scale = jnp.asarray(model.scales["targets"], dtype)
+  b = model.basis
+  _, descriptor_fn = vector_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, r_s=b.r_s, eta=b.eta,
+                                                      r_cut=b.r_cut, cutoff=b.cutoff, block=block)
 
-  def force_fn(positions, neighbor, **unused_kwargs):
-    y = apply_uenn(params, descriptors_of(positions, neighbor), activation=model.activation, eps=model.eps,
+  def network(d):  # descriptors (R, 3, K) -> forces (R, 3) eV/A
+    y = apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation, eps=model.eps,
                    precision=precision) * out_scale
-    return y[..., 0].astype(positions.dtype)
+    return y[..., 0]
+
+  if mesh is not None:
+    sharded = parallel.shard_rows(
+        lambda p, idx, rows: network(descriptor_fn(p, idx, rows=rows, dtype=descriptor_dtype or dtype,
+                                                   precision=precision)), mesh)
+
+    def force_fn(positions, neighbor, **unused_kwargs):
+      if partition.is_sparse(neighbor.format):
+        raise ValueError("a force function over a device mesh needs a Dense neighbor list")
+      return sharded(positions, neighbor.idx).astype(positions.dtype)
+  else:
+    def force_fn(positions, neighbor, **unused_kwargs):
+      d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype, precision=precision)
+      return network(d).astype(positions.dtype)
 
   force_fn.r_cut = model.r_cut
   return force_fn

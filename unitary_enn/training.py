@@ -10,6 +10,15 @@
   optional `patience` (evaluations without improvement before stopping early; 0 = never), `microbatch`
   (samples per chunk of the full-batch gradient, summed exactly; default `DEFAULT_MICROBATCH`) and
   `max_nonfinite_steps` (default `DEFAULT_MAX_NONFINITE`). `check_config` validates them all.
+* Dispatch: the `eval_every` steps between evaluations run as one compiled `lax.scan`, so an accelerator gets
+  a chunk of steps per Python dispatch; `scan = False` runs the same steps with the same keys one dispatch each
+  (for debugging; tests/test_training.py checks both give the same parameters).
+* Several devices: `devices` (0 or absent = every device jax sees when there is more than one and the mini-batch
+  splits evenly over them, else one; n = the first n)
+  makes the loop data-parallel (`parallel`): parameters and optimizer state are replicated, each mini-batch (and
+  each chunk of a full-batch gradient) is split over the devices along the sample axis, and XLA sums the
+  gradients over them. Results equal one device's to float rounding (tests/test_parallel.py). Several hosts: call
+  `jax.distributed.initialize()` first in every process; the mesh then spans every host's devices.
 * Non-finite steps: a step whose loss or gradient holds NaN or Inf changes no parameter (FIRE resets its velocity
   and shrinks dt; Adam skips the step, `optax.apply_if_finite`) and is counted. When `max_nonfinite_steps` of them
   have occurred the remaining steps of the chunk are not run and `train` raises `NonFiniteError`, which names the
@@ -37,7 +46,7 @@ import optax
 
 from flax import serialization
 
-from unitary_enn import checks, files
+from unitary_enn import checks, files, parallel
 from unitary_enn.fire import check_hyperparameters, conjugate_complex_grads, fire
 
 Array = jax.Array
@@ -86,6 +95,7 @@ def check_config(config) -> None:
     checks.positive_int("config.batch_size", _get(config, "batch_size", 0))
   else:
     raise ValueError(f"unknown optimizer {name!r}; expected 'fire' or 'adam'")
+  checks.positive_int("config.devices", _get(config, "devices", 0) or 0, allow_zero=True)
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -131,27 +141,29 @@ class TrainResult:
   wall_time: float  # seconds spent in this process (resumed runs add to `history`'s `time`)
 
 
-def microbatched(value_and_grad: Callable, micro: int) -> Callable:
+def microbatched(value_and_grad: Callable, micro: int, constrain: Callable = lambda a: a) -> Callable:
   """`value_and_grad(params, x, y)` of a mean loss over all of x, summed over chunks of `micro` samples.
 
   Equal to one call on all samples (up to rounding), for losses that are means over the sample axis; much
   faster for large batches on CPUs, whose caches hold a chunk's activations but not a 60,000-sample batch's.
+  `constrain(array)` is applied to each chunk's inputs and targets (`parallel.batch_constraint`: a chunk split over
+  devices).
   """
   def fn(params, x, y):
     n = x.shape[0]
     k = n // micro
     if k <= 1:
-      return value_and_grad(params, x, y)
+      return value_and_grad(params, constrain(x), constrain(y))
     head = (x[:k * micro].reshape((k, micro) + x.shape[1:]), y[:k * micro].reshape((k, micro) + y.shape[1:]))
 
     def body(acc, xy):
-      value, grads = value_and_grad(params, *xy)
+      value, grads = value_and_grad(params, *map(constrain, xy))
       return jax.tree.map(lambda a, b: a + b * (micro / n), acc, (value, grads)), None
 
     zero = jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda: value_and_grad(params, head[0][0], head[1][0])))
     total, _ = jax.lax.scan(body, zero, head)
     if n > k * micro:
-      value, grads = value_and_grad(params, x[k * micro:], y[k * micro:])
+      value, grads = value_and_grad(params, constrain(x[k * micro:]), constrain(y[k * micro:]))
       total = jax.tree.map(lambda a, b: a + b * ((n - k * micro) / n), total, (value, grads))
     return total
   return fn
@@ -210,6 +222,7 @@ def train(loss_fn: Callable,
   patience = int(config.get("patience", 0) or 0)
   max_bad = int(config.get("max_nonfinite_steps", DEFAULT_MAX_NONFINITE))
   full_batch = config.optimizer == "fire"
+  scan = bool(config.get("scan", True))
   batch_size = int(config.get("batch_size", 0) or 0)
   x_train, y_train = (jnp.asarray(a) for a in train_data)
   x_val, y_val = (jnp.asarray(a) for a in val_data)
@@ -224,11 +237,24 @@ def train(loss_fn: Callable,
                      "samples")
   monitor = {name: tuple(jnp.asarray(a) for a in xy) for name, xy in (monitor or {}).items()}
 
+  mesh = training_mesh(config)
+  if mesh is not None and not full_batch and batch_size % mesh.devices.size:
+    d = mesh.devices.size
+    if int(_get(config, "devices", 0) or 0):
+      raise ValueError(f"config.batch_size = {batch_size} must be a multiple of the {d} devices (config.devices)")
+    log(f"training on one device: config.batch_size = {batch_size} does not split over the {d} devices jax sees "
+        "(set config.devices)")
+    mesh = None
+  constrain = lambda a: parallel.batch_constraint(a, mesh)  # noqa: E731
+  if mesh is not None:
+    d = mesh.devices.size
+    log(f"data-parallel training over {d} devices ({', '.join(str(x) for x in mesh.devices.flat)})")
+    x_train, y_train, x_val, y_val = parallel.replicate((x_train, y_train, x_val, y_val), mesh)
   optimizer = make_optimizer(config)
   value_and_grad = jax.value_and_grad(loss_fn)
   micro = int(config.get("microbatch", 0) or 0) or DEFAULT_MICROBATCH
   if full_batch:
-    value_and_grad = microbatched(value_and_grad, micro)
+    value_and_grad = microbatched(value_and_grad, micro, constrain)
   n_train = x_train.shape[0]
 
   def live_step(params, opt_state, bad, last_good, key):
@@ -241,6 +267,7 @@ def train(loss_fn: Callable,
       x, y = x_train[idx], y_train[idx]
       if augment is not None:
         x, y = augment(sub, x, y)
+      x, y = constrain(x), constrain(y)
     loss, grads = value_and_grad(params, x, y)
     ok = jnp.isfinite(loss) & _all_finite(grads)
     # A non-finite loss with a finite gradient is handed on as a non-finite gradient, so that the optimizer reacts
@@ -270,7 +297,8 @@ def train(loss_fn: Callable,
     return jax.lax.scan(one_step, carry, jax.random.split(key, eval_every))
 
   def run_tail(carry, key, n):
-    # The last chunk may be shorter; it is run step by step rather than compiled for a second length.
+    # The last chunk may be shorter; it is run step by step rather than compiled for a second length. With
+    # config.scan = False every chunk is: the same steps with the same keys, one dispatch each.
     step_fn = jax.jit(one_step)
     out = []
     for k in jax.random.split(key, n):
@@ -302,6 +330,10 @@ def train(loss_fn: Callable,
     history = []
     if metrics_path and os.path.exists(metrics_path):
       os.remove(metrics_path)
+  if mesh is not None:
+    state = state._replace(params=parallel.replicate(state.params, mesh),
+                           opt_state=parallel.replicate(state.opt_state, mesh),
+                           best_params=parallel.replicate(state.best_params, mesh))
 
   def save(state):
     if ckpt_path:
@@ -325,7 +357,7 @@ def train(loss_fn: Callable,
     t0 = time.time()
     bad_before = int(bad)
     carry = (params, opt_state, bad, last_good)
-    carry, (losses, status) = run_chunk(carry, sub) if n == eval_every else run_tail(carry, sub, n)
+    carry, (losses, status) = run_chunk(carry, sub) if n == eval_every and scan else run_tail(carry, sub, n)
     params, opt_state, bad, last_good = carry
     losses, status = np.asarray(losses), np.asarray(status)
     if np.any(status == 0):
@@ -392,7 +424,17 @@ DEFAULT_MAX_NONFINITE = 10
 
 # Config entries that may change between a run and its resumption (they do not change the problem).
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "patience", "cache_dir", "microbatch",
-                     "max_nonfinite_steps")
+                     "max_nonfinite_steps", "devices", "scan")
+
+
+def training_mesh(config):
+  """The data-parallel mesh that `config.devices` asks for (see the module docstring), or None for one device."""
+  n = int(_get(config, "devices", 0) or 0)
+  devices = jax.devices()  # every host's, after jax.distributed.initialize()
+  if n > len(devices):
+    raise ValueError(f"config.devices = {n}, but jax sees {len(devices)} device(s): {devices}")
+  devices = devices[:n] if n else devices
+  return parallel.device_mesh(devices) if len(devices) > 1 else None
 
 
 def _all_finite(tree) -> Array:

@@ -54,6 +54,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.patience = 0
   # Steps with a non-finite loss or gradient (each skipped) after which training stops with an error.
   c.max_nonfinite_steps = 10
+  # Devices the training is split over (data-parallel, `training.training_mesh`): 0 = every device jax sees.
+  c.devices = 0
   # Relabel the atoms of each mini-batch sample at random (24 relabellings of the same configuration).
   c.augment_permutations = False
   # Predict with the average over the 24 relabellings (data.symmetrize_permutations): validation, test and

@@ -70,6 +70,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.patience = 0
   # Steps with a non-finite loss or gradient (each skipped) after which training stops with an error.
   c.max_nonfinite_steps = 10
+  # Devices the training is split over (data-parallel, `training.training_mesh`): 0 = every device jax sees.
+  c.devices = 0
   c.fire = fire_defaults()
 
   variant = arg or "quick"
