@@ -13,7 +13,9 @@ Timings are medians over `--repeats` chunks of `--steps` steps after a compiled 
 neighbor list overflowed is an error, never a figure.
 
 The network is the paper's Sec. 4.5 architecture (73 descriptors, 200, 100, 50, 10, 1 vectors) with random
-weights unless --model is given; its cost does not depend on the weights. FLOPs per atom of one network force
+weights unless --model is given; the `conservative` driver is the conservative model on the same layers (73, 200,
+100, 50, 10, 16 vectors -> Gram invariants -> a 32-wide head -> atomic energy, F = -grad E through the descriptors;
+random weights unless --conservative_model is given), timed in the same run; its cost does not depend on the weights. FLOPs per atom of one network force
 evaluation are counted from the shapes (`network_flops_per_atom`); the roofline fraction divides the achieved
 FLOP/s by the dense matmul FLOP/s measured in the same run, in the network's dtype. --dtype=float64 runs the
 MD in double precision (as experiments.cross_md does) with the float32 network.
@@ -47,13 +49,18 @@ def define_flags() -> None:
   flags.DEFINE_float("dr_threshold", 1.0, "Neighbor-list skin in A.")
   flags.DEFINE_float("capacity_multiplier", 1.25, "Neighbor-list capacity multiplier.")
   flags.DEFINE_float("temperature", 60.0, "K, of the initial momenta and the jittered lattice.")
-  flags.DEFINE_list("drivers", ["lj_cut", "network"],
-                    "Which force fields to time: lj_cut, network, network_sharded (the network with the atoms' rows "
-                    "over every device jax sees, `parallel.shard_rows`: on one device, the sharded path's overhead).")
+  flags.DEFINE_string("conservative_model", None, "A conservative many_body workdir; default: random weights, "
+                      "paper sizes with 16 output vectors and a 32-wide energy head.")
+  flags.DEFINE_list("drivers", ["lj_cut", "network", "conservative"],
+                    "Which force fields to time: lj_cut, network, conservative (F = -grad E on the same layers), "
+                    "network_sharded (the network with the atoms' rows over every device jax sees, "
+                    "`parallel.shard_rows`: on one device, the sharded path's overhead).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/md_throughput.json).")
 
 R_CUT = 10.0
 PAPER_SIZES = (73, 200, 100, 50, 10, 1)
+CONSERVATIVE_SIZES = (73, 200, 100, 50, 10, 16)
+CONSERVATIVE_HEAD = (32,)
 
 
 def random_model(dtype: str, seed: int = 0):
@@ -68,6 +75,22 @@ def random_model(dtype: str, seed: int = 0):
   return models.Model(kind="many_body", params=params, sizes=PAPER_SIZES, activation="softsign",
                       scales=dict(inputs=np.ones(n), targets=np.ones(1)), dtype=dtype,
                       basis=models.Basis(descriptors.paper_r_s(), 100.0, R_CUT, "cosine"))
+
+
+def random_conservative_model(dtype: str, seed: int = 0):
+  """A conservative many_body `models.Model` on the paper's layers and basis (`CONSERVATIVE_SIZES`, a 32-wide head),
+  random weights."""
+  import jax
+  import numpy as np
+
+  from unitary_enn import descriptors, energy, models
+  n = CONSERVATIVE_SIZES[0]
+  params = energy.init_energy_network(jax.random.PRNGKey(seed), CONSERVATIVE_SIZES, CONSERVATIVE_HEAD,
+                                      dtype=np.dtype(dtype))
+  return models.Model(kind="many_body", params=params, sizes=CONSERVATIVE_SIZES, activation="softsign",
+                      scales=dict(inputs=np.ones(n), targets=np.ones(1), energy=1e-3), dtype=dtype,
+                      basis=models.Basis(descriptors.paper_r_s(), 100.0, R_CUT, "cosine"), forces="conservative",
+                      head_hidden=CONSERVATIVE_HEAD, eps=0.1)
 
 
 def network_flops_per_atom(sizes, n_descriptors: int, pairs_per_atom: float) -> dict:
@@ -178,12 +201,16 @@ def main(argv):
     raise app.UsageError(f"--cells {too_small}: the periodic box (cells x 5.244 A) must exceed 2 x (cutoff + "
                          f"skin) = {2 * (R_CUT + FLAGS.dr_threshold):.1f} A")
   model = models.load_model(FLAGS.model) if FLAGS.model else random_model(FLAGS.network_dtype)
+  cmodel = (models.load_model(FLAGS.conservative_model) if FLAGS.conservative_model
+            else random_conservative_model(FLAGS.network_dtype))
+  if not cmodel.conservative:
+    raise app.UsageError(f"--conservative_model={FLAGS.conservative_model} holds a direct model")
   fmt = neighbors.neighbor_format(FLAGS.format)
+  descriptor_dtype = FLAGS.dtype if FLAGS.descriptor_dtype == "positions" else None
   builders = {
       "lj_cut": functools.partial(potentials.lj_cut_force_fn, r_cut=R_CUT),
-      "network": functools.partial(
-          models.many_body_force_fn, model,
-          descriptor_dtype=FLAGS.dtype if FLAGS.descriptor_dtype == "positions" else None),
+      "network": functools.partial(models.many_body_force_fn, model, descriptor_dtype=descriptor_dtype),
+      "conservative": functools.partial(models.many_body_force_fn, cmodel, descriptor_dtype=descriptor_dtype),
   }
   builders["network_sharded"] = functools.partial(builders["network"], mesh=parallel.device_mesh())
   unknown = set(FLAGS.drivers) - set(builders)
@@ -204,7 +231,7 @@ def main(argv):
                   temperature=FLAGS.temperature)
       r["atom_steps_per_s"] = row["n_atoms"] / r["s_per_step"]
       row[name] = r
-      print(f"md_throughput: {row['n_atoms']:>7,} atoms  {name:8s} {r['s_per_step'] * 1e3:9.1f} ms/step  "
+      print(f"md_throughput: {row['n_atoms']:>7,} atoms  {name:12s} {r['s_per_step'] * 1e3:9.1f} ms/step  "
             f"{r['atom_steps_per_s']:>12,.0f} atom-steps/s", flush=True)
     if "network" in row:
       # Pairs inside the cutoff: what the descriptor sum needs (the list also holds the skin and padding).
@@ -221,11 +248,18 @@ def main(argv):
       row["network_cost_over_lj_cut"] = row["network"]["s_per_step"] / row["lj_cut"]["s_per_step"]
       print(f"md_throughput: network / lj_cut time per step = {row['network_cost_over_lj_cut']:.2f}; "
             f"roofline fraction {row['network']['roofline_fraction']:.3f}", flush=True)
+    if "network" in row and "conservative" in row:
+      row["conservative_cost_over_network"] = row["conservative"]["s_per_step"] / row["network"]["s_per_step"]
+      print(f"md_throughput: conservative / direct network time per step = "
+            f"{row['conservative_cost_over_network']:.2f}", flush=True)
     rows.append(row)
   record = dict(devices=[str(d) for d in jax.devices()], dtype=FLAGS.dtype, network_dtype=net_dtype, descriptor_dtype=FLAGS.descriptor_dtype,
                 format=FLAGS.format,
                 dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
-                model=FLAGS.model or "random weights, paper sizes", network_sizes=sizes, matmul=roof, sizes=rows)
+                model=FLAGS.model or "random weights, paper sizes", network_sizes=sizes,
+                conservative_model=FLAGS.conservative_model or "random weights, paper layers + 16 vectors + head "
+                                                               f"{CONSERVATIVE_HEAD}",
+                conservative_sizes=list(cmodel.sizes), matmul=roof, sizes=rows)
   if len(rows) >= 2:
     n_atoms = [r["n_atoms"] for r in rows]
     record["scaling_exponent"] = {name: fit_exponent(n_atoms, [r[name]["s_per_step"] for r in rows])

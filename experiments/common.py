@@ -104,33 +104,49 @@ def experiment_main(name: str, train_and_evaluate, extra_flags=None, config_name
   run_app(main)
 
 
-def with_trained_model(run, trained_by: str):
-  """`main(config, workdir, train_workdir=None)` for a binary that drives a model trained by `trained_by`.
+def check_model_flag(path: str | None, flag: str, trained_by: str, variant: str = "") -> None:
+  """A workdir given for a model (`--FLAG=path`) must hold one: a usage error otherwise, not a retraining."""
+  from unitary_enn import models
+  if path and not os.path.exists(os.path.join(path, models.MODEL_FILE)):
+    if os.path.exists(os.path.join(path, models.LEGACY_MODEL_FILE)):
+      models.load_model(path)  # raises the error that explains the conversion
+    config = f" --config=experiments/configs/{trained_by}.py:{variant}" if variant else ""
+    raise app.UsageError(
+        f"no trained model in --{flag}={path!r} (expected {models.MODEL_FILE}): train one with "
+        f"python -m experiments.{trained_by}{config} --workdir={path}, or leave --{flag} out to "
+        "train the config's model here first")
 
-  The model comes from `train_workdir` (the flag), else `config.train_workdir`; when both are empty, `run`
-  trains the quick one itself. A given workdir without a model is a usage error, not a retraining.
+
+def with_trained_model(run, trained_by: str, conservative: bool = False):
+  """`main(config, workdir, train_workdir=None[, conservative_workdir=None])` for a binary that drives a model
+  trained by `trained_by` (and, with `conservative`, a conservative one too).
+
+  A model comes from its flag, else the config key of the same name; when both are empty, `run` trains the quick
+  one itself. A given workdir without a model is a usage error, not a retraining.
   """
-  def main(config, workdir: str, train_workdir: str | None = None):
-    from unitary_enn import models
-    train_workdir = train_workdir or config.train_workdir
-    if train_workdir and not os.path.exists(os.path.join(train_workdir, models.MODEL_FILE)):
-      if os.path.exists(os.path.join(train_workdir, models.LEGACY_MODEL_FILE)):
-        models.load_model(train_workdir)  # raises the error that explains the conversion
-      raise app.UsageError(
-          f"no trained model in --train_workdir={train_workdir!r} (expected {models.MODEL_FILE}): train one with "
-          f"python -m experiments.{trained_by} --workdir={train_workdir}, or leave --train_workdir out to "
-          "train config.train_config's model here first")
-    return run(config, workdir, train_workdir)
+  def main(config, workdir: str, train_workdir: str | None = None, conservative_workdir: str | None = None):
+    check_model_flag(train_workdir or config.train_workdir, "train_workdir", trained_by)
+    if not conservative:
+      return run(config, workdir, train_workdir)
+    check_model_flag(conservative_workdir or config.conservative_workdir, "conservative_workdir", trained_by,
+                     "conservative")
+    return run(config, workdir, train_workdir, conservative_workdir)
   return main
 
 
-def train_workdir_flag(trained_by: str):
+def train_workdir_flag(trained_by: str, conservative: bool = False):
   """The `extra_flags` of `experiment_main` for binaries built with `with_trained_model`."""
   def define():
     from absl import flags
-    return dict(train_workdir=flags.DEFINE_string(
+    out = dict(train_workdir=flags.DEFINE_string(
         "train_workdir", None, f"Workdir of a {trained_by} training run (model.npz); overrides "
         "config.train_workdir. Without either, config.train_config is trained first in <workdir>/train."))
+    if conservative:
+      out["conservative_workdir"] = flags.DEFINE_string(
+          "conservative_workdir", None, f"Workdir of a conservative {trained_by} training run (forces = -grad E); "
+          "overrides config.conservative_workdir. Without either, config.conservative_train_config is trained "
+          "first in <workdir>/train_conservative.")
+    return out
   return define
 
 
@@ -146,11 +162,13 @@ def train_model(trained_by: str, variant: str, train_dir: str) -> None:
 
 
 def trained_model(config, workdir: str, train_workdir: str | None, *, trained_by: str, caller: str,
-                  minutes: int) -> dict:
-  """The model an MD binary drives: from `train_workdir` (or `config.train_workdir`), else trained first.
+                  minutes: int, forces: str | None = None, flag: str = "train_workdir", subdir: str = "train",
+                  train_config: str | None = None) -> dict:
+  """The model an MD binary drives: from `train_workdir` (or `config.<flag>`), else trained first.
 
-  With neither given, the model lives in `<workdir>/train`: reused when a finished one is there, else trained
-  with `config.train_config` (`train_model`). Its kind must be `trained_by`.
+  With neither given, the model lives in `<workdir>/<subdir>`: reused when a finished one is there, else trained
+  with `train_config` (default `config.train_config`; `train_model`). Its kind must be `trained_by`, and its
+  forces `forces` ("direct" or "conservative") when given.
 
   Returns:
     dict(model=the `models.Model`, train_workdir, trained_here, train_time_s, train_results=its results.json
@@ -159,25 +177,31 @@ def trained_model(config, workdir: str, train_workdir: str | None, *, trained_by
   import time
 
   from unitary_enn import files, models
-  train_workdir = train_workdir or config.train_workdir
+  train_workdir = train_workdir or config[flag]
+  train_config = train_config or config.train_config
   trained_here, train_time = False, 0.0
   if not train_workdir:
-    train_workdir = os.path.join(workdir, "train")
+    train_workdir = os.path.join(workdir, subdir)
     trained_here = True
     if os.path.exists(os.path.join(train_workdir, models.MODEL_FILE)):
-      print(f"{caller}: no --train_workdir given; reusing the model trained earlier in {train_workdir}",
+      print(f"{caller}: no --{flag} given; reusing the model trained earlier in {train_workdir}",
             flush=True)
     else:
-      print(f"{caller}: no --train_workdir given, so training the {config.train_config!r} model first "
+      print(f"{caller}: no --{flag} given, so training the {train_config!r} model first "
             f"(experiments.{trained_by}) in {train_workdir}; the quick one takes ~{minutes} minutes on 2 CPU "
             "cores", flush=True)
       t0 = time.time()
-      train_model(trained_by, config.train_config, train_workdir)
+      train_model(trained_by, train_config, train_workdir)
       train_time = time.time() - t0
   model = models.load_model(train_workdir)
   if model.kind != trained_by:
-    raise ValueError(f"train_workdir {train_workdir!r} holds a {model.kind!r} model; this experiment "
+    raise ValueError(f"{flag} {train_workdir!r} holds a {model.kind!r} model; this experiment "
                      f"needs a {trained_by} model (python -m experiments.{trained_by})")
+  if forces is not None and model.forces != forces:
+    variant = "conservative" if forces == "conservative" else "quick"
+    raise ValueError(f"{flag} {train_workdir!r} holds a model with {model.forces} forces; --{flag} needs one with "
+                     f"{forces} forces (python -m experiments.{trained_by} "
+                     f"--config=experiments/configs/{trained_by}.py:{variant})")
   results_path = os.path.join(train_workdir, RESULTS)
   train_results = files.read_json(results_path) if os.path.exists(results_path) else {}
   return dict(model=model, train_workdir=train_workdir, trained_here=trained_here, train_time_s=train_time,

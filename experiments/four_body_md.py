@@ -5,13 +5,19 @@ r"""Four-atom molecular dynamics driven by the trained network (paper Sec. 4.4),
                                                                           # smooth one (four_body.py:smooth,
                                                                           # eps 0.1) first in <workdir>/train
   python -m experiments.four_body_md --config=experiments/configs/four_body_md.py:tiny --workdir=/tmp/md
+  python -m experiments.four_body_md --train_workdir=DIRECT --conservative_workdir=CONSERVATIVE
 
 Runs the 10 samples of Sec. 4.4 (same positions, Maxwell-Boltzmann velocities at 10 K, velocity Verlet, 1 fs,
-10,000 steps, float64) four times: analytical LJ forces, network forces, and network forces with the net
-force (and the net torque) removed (docs/decisions.md §12). Reports the position RMSD (eq. 49) and energy RMSD (eq. 50)
-against the analytical run, the total-energy drift of every run, the antisymmetric fraction lambda of the
-force Jacobian, the work around small closed loops, and the gradient of a trajectory observable with
-respect to the network parameters through a short MD run (checked against a finite difference).
+10,000 steps, float64) five times: analytical LJ forces, the paper's network (direct forces), that network with
+the net force (and the net torque) removed (docs/decisions.md §12), and a conservative model (F = -grad E of an
+energy built from the same layers, docs/decisions.md §16; from --conservative_workdir, else trained first in
+<workdir>/train_conservative with `config.conservative_train_config`). Reports the position RMSD (eq. 49) and
+energy RMSD (eq. 50) against the analytical run, the agreement horizon (the first step at which the position
+RMSD exceeds `config.horizon_threshold`, 0.1 A), the total-energy drift of every run (for the conservative model
+also of its own energy, KE + E_model), the antisymmetric fraction lambda of the force Jacobian, the work around
+small closed loops, and the gradient of a trajectory observable with respect to the network parameters through a
+short MD run, for both networks (checked against a finite difference). results.json's `force_fields` holds the
+five figures per force field (analytical, direct, conservative).
 
 Writes to --workdir: results.json, figures/position_rmsd.png (Fig. 5), figures/x_atom1.png (Fig. 6),
 figures/energy_rmsd.png (Fig. 7), figures/energy_sample1.png (Fig. 8), and trajectories.npz (for each run
@@ -35,7 +41,11 @@ VARIANTS = {
     "network": ("ENN", "-", "C0"),
     "network_net_force_removed": ("ENN, net force removed", "--", "C1"),
     "network_net_force_torque_removed": ("ENN, net force and torque removed", ":", "C2"),
+    "conservative": ("ENN, conservative (F = -grad E)", "-", "C3"),
 }
+
+# The force fields compared in results.json's `force_fields`: name there -> run.
+FORCE_FIELDS = {"analytical": "analytical", "direct": "network", "conservative": "conservative"}
 
 
 def _validate(config):
@@ -61,16 +71,28 @@ def _validate(config):
     raise ValueError(f"config.save_every must be >= 0 (0 = no trajectories.npz), got {config.save_every}")
   if not 1 <= config.grad_steps <= config.n_steps:
     raise ValueError(f"config.grad_steps must be in 1..n_steps, got {config.grad_steps}")
+  if not config.horizon_threshold > 0:
+    raise ValueError(f"config.horizon_threshold must be > 0 A, got {config.horizon_threshold}")
 
 
-def run(config, workdir: str, train_workdir: str | None = None) -> dict:
+def agreement_horizon(position_rmsd, threshold: float):
+  """The first step at which the position RMSD exceeds `threshold` (A), or None when it never does."""
+  import numpy as np
+  above = np.flatnonzero(np.asarray(position_rmsd) > threshold)
+  return int(above[0]) if len(above) else None
+
+
+def run(config, workdir: str, train_workdir: str | None = None, conservative_workdir: str | None = None) -> dict:
   """Run the Sec. 4.4 MD with analytical and network forces, the diagnostics, and write results and figures.
 
   Args:
     config: from `experiments/configs/four_body_md.py`.
-    workdir: where results.json and figures/ go (and the model, when one is trained here).
-    train_workdir: a four_body workdir holding its model; overrides `config.train_workdir`. When both are
+    workdir: where results.json and figures/ go (and the models, when they are trained here).
+    train_workdir: a four_body workdir holding a direct model; overrides `config.train_workdir`. When both are
       empty, the model is trained first in `<workdir>/train` with `config.train_config` (or reused from there).
+    conservative_workdir: a four_body workdir holding a conservative model; overrides
+      `config.conservative_workdir`; else it is trained in `<workdir>/train_conservative` with
+      `config.conservative_train_config` (or reused from there).
 
   Returns:
     The results dict written to results.json.
@@ -79,9 +101,13 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   t_start = time.time()
   prepare_workdir(workdir)
   tm = trained_model(config, workdir, train_workdir, trained_by="four_body", caller="four_body_md",
-                     minutes=5)
+                     minutes=5, forces="direct")
   model, train_workdir, train_results = tm["model"], tm["train_workdir"], tm["train_results"]
   trained_here, train_time = tm["trained_here"], tm["train_time_s"]
+  tc = trained_model(config, workdir, conservative_workdir, trained_by="four_body", caller="four_body_md",
+                     minutes=30, forces="conservative", flag="conservative_workdir", subdir="train_conservative",
+                     train_config=config.conservative_train_config)
+  cmodel = tc["model"]
 
   dtype = setup_dtype(config)
   import jax
@@ -96,11 +122,14 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   mass = ARGON_MASS
 
   net = models.model_force_fn(model, dtype=dtype)
+  cons = models.model_force_fn(cmodel, dtype=dtype)
+  cons_energy = models.model_energy_fn(cmodel, dtype=dtype)
   force_fns = {
       "analytical": lj_forces,
       "network": net,
       "network_net_force_removed": diagnostics.without_net_force(net),
       "network_net_force_torque_removed": diagnostics.without_net_force(net, torque=True),
+      "conservative": cons,
   }
 
   # --- MD (Sec. 4.4) ---
@@ -130,6 +159,11 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   obs = {k: jax.tree.map(np.asarray, series(t.positions, t.momenta, ref.positions, ref.momenta))
          for k, t in trajs.items()}
   energy = {k: o["energy"] for k, o in obs.items()}
+  # The conservative model's own total energy, KE + E_model (eq. 48 with its potential): what its NVE conserves.
+  own = jax.jit(lambda p, q: quantity.total_energy(p, q, mass, cons_energy))
+  c_traj = trajs["conservative"]
+  own_energy = np.concatenate([np.asarray(own(c_traj.positions[s:s + 1000], c_traj.momenta[s:s + 1000]))
+                               for s in range(0, len(c_traj.positions), 1000)])
 
   runs = {}
   for name, o in obs.items():
@@ -137,6 +171,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
     r = dict(
         energy_drift_rel=float(np.mean(quantity.relative_energy_drift(e))),
         energy_max_deviation_rel=float(np.max(quantity.max_relative_energy_deviation(e))),
+        energy_drift_abs_eV=float(np.mean(np.abs(e[-1] - e[0]))),
         initial_total_energy_eV=float(np.mean(e[0])),
         final_total_energy_eV=float(np.mean(e[-1])),
         temperature_mean_K=float(np.mean(o["temperature"])),
@@ -146,10 +181,16 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
     )
     if name != "analytical":
       pr, er = o["position_rmsd"], o["energy_rmsd"]
+      r["agreement_horizon_steps"] = agreement_horizon(pr, config.horizon_threshold)
       r["position_rmsd_A"] = {str(s): float(pr[s]) for s in config.position_rmsd_steps}
       r["position_rmsd_final_A"] = float(pr[-1])
       r["energy_rmsd_eV"] = {str(s): float(er[s]) for s in config.energy_rmsd_steps}
       r["energy_rmsd_final_eV"] = float(er[-1])
+    if name == "conservative":
+      r["own_energy_drift_rel"] = float(np.mean(quantity.relative_energy_drift(own_energy)))
+      r["own_energy_drift_abs_eV"] = float(np.mean(np.abs(own_energy[-1] - own_energy[0])))
+      r["own_energy_max_deviation_rel"] = float(np.max(quantity.max_relative_energy_deviation(own_energy)))
+      r["own_initial_total_energy_eV"] = float(np.mean(own_energy[0]))
     runs[name] = r
 
   # --- Conservativeness (docs/decisions.md §12) ---
@@ -178,25 +219,33 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
   conservativeness_time = time.time() - t0
   # The network's accuracy where the MD goes: compact clusters near the LJ minimum, whose forces are far
   # smaller than the training set's (coordinates ~ N(0, 3 A)), so the same absolute error weighs more.
-  accuracy = {}
-  f_ref_all, f_net_all = np.asarray(jax.jit(lj_forces)(both)), np.asarray(jax.jit(net)(both))
+  accuracy, accuracy_conservative = {}, {}
+  f_ref_all = np.asarray(jax.jit(lj_forces)(both))
   n_test = len(test_positions)
-  for name, sl in (("test_configurations", slice(0, n_test)), ("md_frames", slice(n_test, None))):
-    pos, f_ref, f_net = both[sl], f_ref_all[sl], f_net_all[sl]
-    accuracy[name] = dict(force_rmse_eV_A=float(np.sqrt(np.mean((f_net - f_ref) ** 2))),
-                          force_rms_eV_A=float(np.sqrt(np.mean(f_ref ** 2))),
-                          n_configurations=int(len(pos)))
+  for fn, acc in ((net, accuracy), (cons, accuracy_conservative)):
+    f_net_all = np.asarray(jax.jit(fn)(both))
+    for name, sl in (("test_configurations", slice(0, n_test)), ("md_frames", slice(n_test, None))):
+      pos, f_ref, f_net = both[sl], f_ref_all[sl], f_net_all[sl]
+      acc[name] = dict(force_rmse_eV_A=float(np.sqrt(np.mean((f_net - f_ref) ** 2))),
+                       force_rms_eV_A=float(np.sqrt(np.mean(f_ref ** 2))),
+                       n_configurations=int(len(pos)))
   print(f"four_body_md: lambda = ||J - J^T|| / ||J|| over {config.n_test_configs} test configurations: "
         + ", ".join(f"{k} {v['lambda_mean']:.3g}" for k, v in conservativeness.items()), flush=True)
-  print("four_body_md: network force RMSE " + ", ".join(
-      f"on {k.replace('_', ' ')} {v['force_rmse_eV_A']:.2e} eV/A (LJ force RMS there {v['force_rms_eV_A']:.2e})"
-      for k, v in accuracy.items()), flush=True)
+  for label, acc in (("direct", accuracy), ("conservative", accuracy_conservative)):
+    print(f"four_body_md: {label} network force RMSE " + ", ".join(
+        f"on {k.replace('_', ' ')} {v['force_rmse_eV_A']:.2e} eV/A (LJ force RMS there {v['force_rms_eV_A']:.2e})"
+        for k, v in acc.items()), flush=True)
 
   # --- Gradient through MD w.r.t. the network parameters ---
-  grad = gradient_through_md(model, positions0, momenta0, ref.positions[config.grad_steps], config, dtype)
-  print(f"four_body_md: d(position MSD at step {config.grad_steps})/d(params): |grad| {grad['grad_norm']:.3e}, "
-        f"finite difference on {grad['fd_parameter']}: {grad['finite_difference']:.6e} vs autodiff "
-        f"{grad['autodiff']:.6e} (relative error {grad['fd_rel_error']:.1e}), {grad['time_s']:.1f} s", flush=True)
+  grads = {}
+  for label, m in (("direct", model), ("conservative", cmodel)):
+    grad = grads[label] = gradient_through_md(m, positions0, momenta0, ref.positions[config.grad_steps], config,
+                                              dtype)
+    print(f"four_body_md: {label}: d(position MSD at step {config.grad_steps})/d(params): |grad| "
+          f"{grad['grad_norm']:.3e}, finite difference on {grad['fd_parameter']}: {grad['finite_difference']:.6e} "
+          f"vs autodiff {grad['autodiff']:.6e} (relative error {grad['fd_rel_error']:.1e}), {grad['time_s']:.1f} s",
+          flush=True)
+  grad = grads["direct"]
 
   # --- Figures ---
   fig = os.path.join(workdir, "figures")
@@ -226,7 +275,7 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
     np.savez_compressed(
         os.path.join(workdir, "trajectories.npz"), steps=steps, positions_steps=steps[::config.save_every],
         **{f"{k}_positions": t.positions[::config.save_every] for k, t in trajs.items()},
-        **{f"{k}_total_energy": energy[k] for k in trajs})
+        **{f"{k}_total_energy": energy[k] for k in trajs}, conservative_own_total_energy=own_energy)
 
   # --- Results ---
   net_runs = ("network", "network_net_force_removed")
@@ -239,18 +288,47 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
     headline[f"energy_drift_rel_network{suffix}"] = runs[name]["energy_drift_rel"]
     headline[f"lambda_network{suffix}"] = runs[name]["lambda"]
   headline["energy_drift_rel_analytical"] = runs["analytical"]["energy_drift_rel"]
+  c = runs["conservative"]
+  for s, v in c["position_rmsd_A"].items():
+    headline[f"position_rmsd_{s}_A_conservative"] = v
+  for s, v in c["energy_rmsd_eV"].items():
+    headline[f"energy_rmsd_{s}_eV_conservative"] = v
+  headline["energy_drift_rel_conservative"] = c["own_energy_drift_rel"]
+  headline["lambda_conservative"] = c["lambda"]
+  force_fields = {}
+  for label, name in FORCE_FIELDS.items():
+    r = runs[name]
+    ff = dict(agreement_horizon_steps=r.get("agreement_horizon_steps"))
+    for s in config.position_rmsd_steps:
+      ff[f"position_rmsd_{s}_A"] = r["position_rmsd_A"][str(s)] if "position_rmsd_A" in r else 0.0
+    for s in config.energy_rmsd_steps:
+      ff[f"energy_rmsd_{s}_eV"] = r["energy_rmsd_eV"][str(s)] if "energy_rmsd_eV" in r else 0.0
+    ff["energy_drift_rel"] = r.get("own_energy_drift_rel", r["energy_drift_rel"])
+    ff["lambda"] = r["lambda"]
+    force_fields[label] = ff
+  force_fields["analytical"]["agreement_horizon_steps"] = None  # the reference itself
   results = dict(
       experiment="four_body_md",
       **headline,
+      force_fields=force_fields,
       runs=runs,
       conservativeness=conservativeness,
       network_accuracy=accuracy,
+      conservative_accuracy=accuracy_conservative,
       gradient_through_md=grad,
+      gradient_through_md_conservative=grads["conservative"],
       definitions=dict(
           position_rmsd="eq. 49: sqrt(mean over samples and atoms of |r_analytical - r_network|^2), A",
           energy_rmsd="eq. 50: sqrt(mean over samples of (E_analytical - E_network)^2), E from eq. 48 with the "
                       "analytical LJ potential at each run's own positions, eV",
-          energy_drift_rel="mean over samples of |E(n_steps) - E(0)| / |E(0)|",
+          energy_drift_rel="mean over samples of |E(n_steps) - E(0)| / |E(0)|, E = KE + LJ at the run's positions "
+                           "(own_energy_drift_rel: E = KE + the conservative model's energy); force_fields: the "
+                           "drift of each force field's own energy (LJ for analytical; the direct model has none, "
+                           "so LJ at its positions)",
+          agreement_horizon="first step at which the position RMSD (eq. 49) exceeds horizon_threshold_A; null "
+                            "if it never does within n_steps",
+          force_fields="per force field: agreement horizon, position RMSD at position_rmsd_steps, energy RMSD at "
+                       "energy_rmsd_steps, relative drift of its own total energy over n_steps, lambda",
           energy_max_deviation_rel="max over samples and steps of |E(t) - E(0)| / |E(0)|",
           lambda_="mean over test configurations of ||J - J^T||_F / ||J||_F, J = dF/dr (12 x 12); 0 for -grad U",
           loop_work="|closed-loop integral of F . dr| around circles of loop_radius A in random planes of R^12",
@@ -260,10 +338,18 @@ def run(config, workdir: str, train_workdir: str | None = None) -> dict:
           angular_momentum_change="max over samples and steps of |L(t) - L(0)| about the origin, eV ps",
       ),
       paper=dict(good_until_step=1500, acceptable_until_step=4000, energy_rmsd_at_4000_eV_below=4e-4),
+      horizon_threshold_A=config.horizon_threshold,
       train_workdir=os.path.abspath(train_workdir),
       trained_here=trained_here,
       model_test_force_rmse=train_results.get("test_force_rmse"),
       model_sizes=list(model.sizes),
+      conservative_workdir=os.path.abspath(tc["train_workdir"]),
+      conservative_trained_here=tc["trained_here"],
+      conservative_model_test_force_rmse=tc["train_results"].get("test_force_rmse"),
+      conservative_model_test_energy_rmse_eV=tc["train_results"].get("test_energy_rmse_eV"),
+      conservative_model_sizes=list(cmodel.sizes),
+      conservative_model_head_hidden=list(cmodel.head_hidden),
+      conservative_train_wall_time_s=tc["train_time_s"],
       n_samples=config.n_samples, n_steps=config.n_steps, dt_ps=config.dt, temperature_K=config.temperature,
       initial_temperature_K=float(np.mean(quantity.temperature(momenta0, mass))),
       train_wall_time_s=train_time,
@@ -303,15 +389,28 @@ def gradient_through_md(model, positions0, momenta0, target_positions, config, d
   value_and_grad = jax.jit(jax.value_and_grad(observable))
   value, grads = jax.block_until_ready(value_and_grad(params))
   t_grad = time.time() - t0
-  layer = len(params) - 1
-  g_last = np.asarray(grads[layer]["W"])
+  # The last equivariant layer's W: params[-1] (direct), params["uenn"][-1] (conservative).
+  prefix = ("uenn",) if model.conservative else ()
+  layer = len(model.params["uenn"] if model.conservative else params) - 1
+
+  def last(tree):
+    for k in prefix:
+      tree = tree[k]
+    return tree[layer]
+
+  g_last = np.asarray(last(grads)["W"])
   idx = np.unravel_index(int(np.argmax(np.abs(g_last))), g_last.shape)
   h = float(config.fd_step)
   f = lambda p: value_and_grad(p)[0]  # reuses the compiled function (same shapes)
 
   def shifted(d):
-    p = [dict(l) for l in params]
-    p[layer]["W"] = p[layer]["W"].at[idx].add(d)
+    p = jax.tree.map(lambda a: a, params)
+    layer_params = dict(last(p))
+    layer_params["W"] = layer_params["W"].at[idx].add(d)
+    if prefix:
+      p = dict(p, uenn=[*p["uenn"][:layer], layer_params])
+    else:
+      p = [*p[:layer], layer_params]
     return p
 
   fd = (float(f(shifted(h))) - float(f(shifted(-h)))) / (2 * h)
@@ -323,7 +422,7 @@ def gradient_through_md(model, positions0, momenta0, target_positions, config, d
       value_A2=float(value),
       grad_norm=float(np.sqrt(sum(np.sum(g * g) for g in leaves))),
       grad_finite=bool(all(np.all(np.isfinite(g)) for g in leaves)),
-      fd_parameter=f"params[{layer}]['W'][{idx[0]}, {idx[1]}]",
+      fd_parameter=f"params{''.join(f'[{k!r}]' for k in prefix)}[{layer}]['W'][{idx[0]}, {idx[1]}]",
       autodiff=ad,
       finite_difference=fd,
       fd_step=h,
@@ -336,18 +435,24 @@ def _print_summary(results, config, workdir):
   runs = results["runs"]
   lines = [f"four_body_md: results in {os.path.join(workdir, 'results.json')} "
            f"(MD {results['md_wall_time_s']:.1f} s, total {results['wall_time_s']:.0f} s)"]
-  lines.append(f"  {'run':36s} {'pos RMSD (A) at ' + '/'.join(map(str, config.position_rmsd_steps)):28s} "
+  pos_head = "pos RMSD (A) at " + "/".join(map(str, config.position_rmsd_steps))
+  lines.append(f"  {'run':36s} {'horizon':8s} {pos_head:28s} "
                f"{'E RMSD (eV) at ' + '/'.join(map(str, config.energy_rmsd_steps)):22s} "
                f"{'E drift (rel)':14s} {'lambda':8s}")
   for name, r in runs.items():
     pos = "/".join(f"{v:.2e}" for v in r.get("position_rmsd_A", {}).values()) or "-"
     en = "/".join(f"{v:.2e}" for v in r.get("energy_rmsd_eV", {}).values()) or "-"
-    lines.append(f"  {name:36s} {pos:28s} {en:22s} {r['energy_drift_rel']:<14.2e} {r['lambda']:.3g}")
+    horizon = r.get("agreement_horizon_steps")
+    horizon = "-" if name == "analytical" else (f">{config.n_steps}" if horizon is None else str(horizon))
+    drift = r.get("own_energy_drift_rel", r["energy_drift_rel"])
+    lines.append(f"  {name:36s} {horizon:8s} {pos:28s} {en:22s} {drift:<14.2e} {r['lambda']:.3g}")
+  lines.append("  (E drift: of each run's own total energy: KE + LJ, or KE + the model's energy for the conservative "
+               f"run; horizon: first step with position RMSD > {config.horizon_threshold} A)")
   print("\n".join(lines), flush=True)
 
 
-main = with_trained_model(run, "four_body")
+main = with_trained_model(run, "four_body", conservative=True)
 
 
 if __name__ == "__main__":
-  experiment_main("four_body_md", main, train_workdir_flag("four_body"))
+  experiment_main("four_body_md", main, train_workdir_flag("four_body", conservative=True))

@@ -7,6 +7,16 @@ on targets no pair model can fit.
   python -m experiments.many_body --config=experiments/configs/many_body.py:emt_alloy   # EMT Cu-Au random alloy
   python -m experiments.many_body --config=experiments/configs/many_body.py:paper --workdir=runs/many_body_paper
   python -m experiments.many_body --config.r_s_start=2.8 --config.n_descriptors=73   # the paper's basis
+  python -m experiments.many_body --config=experiments/configs/many_body.py:conservative   # F = -grad E
+
+`config.forces` chooses the model: "direct" (the paper: descriptors -> ENN -> the force vector) or "conservative"
+(descriptors -> the same layers ending in `energy_vectors` vectors -> Gram invariants -> a scalar head -> the atomic
+energy; E = sum of atomic energies, F = -dE/dR by jax.grad through the descriptors, `unitary_enn.energy`; with
+`scalar_features`, the scalar descriptors of eq. 34 ride along as an invariant feature row, Sec. 3.3). A
+conservative model trains on whole periodic boxes: each step evaluates the descriptors of every atom of
+`batch_size` boxes from the positions on the boxes' fixed pair lists and matches -grad E to the lj/cut forces (plus
+`energy_weight` times the squared error of the lj/cut energy per atom); its energy offset per atom is then fitted
+to the training boxes' lj/cut energies.
 
 Targets (`config.target`):
   lj_cut   random periodic argon boxes (docs/decisions.md §9), lj/cut forces: the paper's target, a pair potential
@@ -93,6 +103,114 @@ def _validate(config):
   if config.nve_steps < 0 or (config.nve_steps and config.nve_steps % config.nve_record_every):
     raise ValueError(f"config.nve_steps ({config.nve_steps}) must be 0 or a multiple of config.nve_record_every "
                      f"({config.nve_record_every})")
+
+  if config.forces not in ("direct", "conservative"):
+    raise ValueError(f"config.forces must be 'direct' or 'conservative', got {config.forces!r}")
+  if config.energy_weight < 0:
+    raise ValueError(f"config.energy_weight must be >= 0, got {config.energy_weight}")
+
+
+def box_energies(boxes, pairs, r_cut: float):
+  """lj/cut potential energy of every box of a `data.BoxSet` (eV, `(B,)`) from its ordered pairs, in float64."""
+  import jax
+  import numpy as np
+
+  from unitary_enn import potentials
+  out = []
+  with jax.enable_x64(True):
+    for (side, pos), q in zip(boxes.boxes(), pairs):
+      dr = np.asarray(pos, np.float64)[q[:, 1]] - np.asarray(pos, np.float64)[q[:, 0]]
+      dr -= side * np.round(dr / side)
+      r2 = np.sum(dr * dr, axis=-1)
+      out.append(0.5 * float(np.sum(np.asarray(potentials.lj_cut_pair_energy(r2, r_cut)))))  # each pair twice
+  return np.asarray(out)
+
+
+def train_conservative(config, workdir: str, ds: dict, bases: dict, net_basis: str, dtype) -> dict:
+  """Train the conservative many-atom model on whole boxes; returns the parts of results.json it measures.
+
+  Returns:
+    dict(rmse={split: force RMSE eV/A}, predictions={split: (A, 3) forces}, model=the Model, result=TrainResult,
+    n_params, sizes, extra results).
+  """
+  import time as _time
+
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  import unitary_enn as uenn
+  from unitary_enn import data, energy, models, training
+
+  basis = bases[net_basis]
+  s_d = data.rms_scale(ds["train"].descriptors[net_basis], per_channel=True)
+  s_f = float(np.sqrt(np.mean(ds["train"].forces ** 2)))
+  s_e = s_f  # eV: s_F times 1 A, so that the standardized forces are -dE_std/dR with R in A (energy.box_forces)
+  t0 = _time.time()
+  pairs = {name: [energy.box_pairs(pos, side, config.r_cut) for side, pos in split.boxes()]
+           for name, split in ds.items()}
+  layout = energy.BoxLayout(0, 0)
+  for name, split in ds.items():
+    layout = layout.union(energy.BoxLayout.fitting(split, pairs[name]))
+  e_ref = {name: box_energies(split, pairs[name], config.r_cut) for name, split in ds.items()}
+  packed = {name: energy.pack_boxes(split, pairs[name], layout, force_scale=s_f, energies=e_ref[name],
+                                    energy_scale=s_e, dtype=np.dtype(config.dtype))
+            for name, split in ds.items()}
+  print(f"many_body: conservative: pair lists and lj/cut energies of {sum(len(v) for v in pairs.values())} boxes in "
+        f"{_time.time() - t0:.0f} s; every box padded to {layout.n_atoms:,} atoms and {layout.n_pairs:,} ordered "
+        "pairs", flush=True)
+
+  geometry = dict(r_s=np.asarray(basis["r_s"]), eta=float(basis["eta"]), r_cut=float(config.r_cut),
+                  cutoff=config.cutoff)
+  features = bool(config.scalar_features)
+  s_s = None
+  if features:  # per-channel RMS of the scalar descriptors (eq. 34) over the training atoms
+    desc = jax.jit(lambda x: energy.box_descriptors(x, layout, scalar_row=True, **geometry)[:, 3])
+    sums = [np.asarray(desc(jnp.asarray(x)), np.float64)[:n] for x, n in zip(packed["train"][0], ds["train"].counts)]
+    s_s = data.rms_scale(np.concatenate(sums)[:, None, :], per_channel=True)
+  sizes = (int(config.n_descriptors), *(int(h) for h in config.hidden), int(config.energy_vectors))
+  params = energy.init_energy_network(jax.random.PRNGKey(config.seed), sizes, tuple(config.head_hidden),
+                                      n_features=int(features), dtype=dtype)
+  n_params = uenn.count_params(params)
+  kwargs = dict(geometry, descriptor_scale=np.asarray(s_d), scalar_scale=s_s, activation=config.activation,
+                eps=config.eps, precision=config.precision)
+  loss_fn = energy.box_loss(kwargs, layout, float(config.energy_weight))
+  print(f"many_body: conservative forces, {n_params:,} parameters {sizes} + head {tuple(config.head_hidden)}"
+        f"{', scalar descriptors as a feature row' if features else ''}, "
+        f"{len(ds['train']):,} training atoms in {len(ds['train'].counts)} boxes ({config.batch_size} per step), "
+        f"{len(ds['validation']):,} validation, {len(ds['test']):,} test; basis {net_basis}; optimizer "
+        f"{config.optimizer}, {config.steps:,} steps", flush=True)
+  result = training.train(loss_fn, params, packed["train"], packed["validation"], config, workdir)
+  best = result.best_params
+
+  predict = jax.jit(lambda p, x: energy.box_forces(p, x, layout, **kwargs))
+  predictions, raw_e = {}, {}
+  for name, split in ds.items():
+    f_all, e_all = [], []
+    for b, n in enumerate(split.counts):
+      e, f = predict(best, jnp.asarray(packed[name][0][b]))
+      f_all.append(np.asarray(f, np.float64)[:n] * s_f)
+      e_all.append(float(e) * s_e)
+    predictions[name], raw_e[name] = np.concatenate(f_all), np.asarray(e_all)
+  rmse = {name: force_rmse(predictions[name], split.forces) for name, split in ds.items()}
+  # Least-squares energy offset per atom on the training boxes: min sum_b (E_b - E_model_b - N_b e0)^2.
+  n_train = ds["train"].counts.astype(np.float64)
+  offset = float(np.sum(n_train * (e_ref["train"] - raw_e["train"])) / np.sum(n_train ** 2))
+  e_rmse = {name: float(np.sqrt(np.mean(((raw_e[name] + split.counts * offset - e_ref[name]) / split.counts) ** 2)))
+            for name, split in ds.items()}
+  scales = dict(inputs=s_d, targets=[s_f], energy=s_e, energy_offset=offset)
+  if features:
+    scales["feature_inputs"] = s_s
+  model = models.Model(kind="many_body", params=best, sizes=sizes, activation=config.activation, eps=config.eps,
+                       scales=scales, dtype=config.dtype,
+                       basis=models.Basis(basis["r_s"], float(config.eta), float(config.r_cut), config.cutoff),
+                       forces="conservative", head_hidden=tuple(config.head_hidden), scalar_features=features)
+  extra = dict(test_energy_rmse_eV_per_atom=e_rmse["test"], validation_energy_rmse_eV_per_atom=e_rmse["validation"],
+               train_energy_rmse_eV_per_atom=e_rmse["train"], energy_offset_eV_per_atom=offset,
+               energy_scale_eV=s_e, head_hidden=list(config.head_hidden),
+               padded_layout=dict(atoms=layout.n_atoms, pairs=layout.n_pairs))
+  return dict(rmse=rmse, predictions=predictions, model=model, result=result, n_params=n_params, sizes=sizes,
+              target_force_std=s_f, extra=extra)
 
 
 def load_data(config, bases, log):
@@ -375,7 +493,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   import numpy as np
 
   import unitary_enn as uenn
-  from unitary_enn import descriptors, files, plots
+  from unitary_enn import descriptors, files, models, plots
 
   _validate(config)
   dtype = setup_dtype(config)
@@ -401,6 +519,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                              s.forces) for split, s in ds.items()})
     log(f"linear reference, {name}: test force RMSE {linear[name]['test_force_rmse']:.3g} eV/A")
   linear_time = time.time() - t1
+
+  if config.forces == "conservative":
+    if n_species > 1 or config.target != "lj_cut" or config.linear_path:
+      raise ValueError("the conservative many-body model trains on lj/cut argon (one species, no linear path); "
+                       f"got target {config.target!r}, {n_species} species, linear_path={config.linear_path}")
+    out = train_conservative(config, workdir, ds, bases, net_basis, dtype)
+    models.save_model(workdir, out["model"])
+    return _write_conservative_results(config, workdir, ds, net_basis, linear, out, data_time, linear_time)
 
   net = train_network(config, ds, net_basis, bases, coefs[net_basis] if config.linear_path else None, workdir,
                       dtype, "network" + (" with linear path" if config.linear_path else ""))
@@ -463,6 +589,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
               if config.eps else None)
   results = dict(
       experiment="many_body",
+      forces=config.forces,
       target=config.target,
       target_name=target_name(config),
       species=list(symbols) if symbols else ["Ar"],
@@ -533,6 +660,54 @@ def train_and_evaluate(config, workdir: str) -> dict:
       f"{rmse['validation']:.5f}, train {rmse['train']:.5f}; paper {MANY_BODY_PAPER_TEST_RMSE}){plain_txt}; linear "
       f"references {refs}; training {results['wall_time_s']:.0f} s, data {data_time:.0f} s; results in "
       f"{os.path.join(workdir, RESULTS)}")
+  return results
+
+
+def _write_conservative_results(config, workdir, ds, net_basis, linear, out, data_time, linear_time) -> dict:
+  """results.json and the figures of a conservative model (`train_conservative`)."""
+  import numpy as np
+
+  from unitary_enn import files, plots
+  rmse, predictions, result = out["rmse"], out["predictions"], out["result"]
+  history = result.history
+  test = ds["test"]
+  results = dict(
+      experiment="many_body",
+      forces=config.forces,
+      test_force_rmse=rmse["test"],
+      validation_force_rmse=rmse["validation"],
+      train_force_rmse=rmse["train"],
+      units="eV/A",
+      paper_test_force_rmse=MANY_BODY_PAPER_TEST_RMSE,
+      linear_reference=linear,
+      basis=net_basis,
+      num_test_atoms=len(test),
+      num_train_atoms=len(ds["train"]), num_validation_atoms=len(ds["validation"]),
+      atoms_per_box={name: [dict(side=float(a), atoms=int(b)) for a, b in zip(s.box_sides, s.counts)]
+                     for name, s in ds.items()},
+      test_force_range=[float(test.forces.min()), float(test.forces.max())],
+      target_force_std=out["target_force_std"],
+      num_params=out["n_params"],
+      steps=result.steps,
+      best_step=result.best_step,
+      steps_per_s=float(np.median([r["steps_per_s"] for r in history])) if history else None,
+      wall_time_s=history[-1]["time"] if history else 0.0,
+      data_time_s=data_time,
+      linear_time_s=linear_time,
+      **out["extra"],
+      config=config.to_dict(),
+      versions=files.package_versions(),
+  )
+  files.write_json(os.path.join(workdir, RESULTS), results)
+  plots.plot_loss({"ENN": history}, os.path.join(workdir, "figures", "loss.png"),
+                  title="Many atoms: loss vs step (paper Fig. 9)")
+  plots.plot_parity(test.forces, predictions["test"], os.path.join(workdir, "figures", "parity.png"),
+                    rmse=rmse["test"], title=f"Many atoms, test set, {len(test):,} atoms (paper Fig. 10)")
+  refs = ", ".join(f"{v['test_force_rmse']:.2g} ({k})" for k, v in linear.items())
+  print(f"many_body: {config.forces} forces: test force RMSE {rmse['test']:.5f} eV/A over {len(test):,} test atoms "
+        f"(validation {rmse['validation']:.5f}, train {rmse['train']:.5f}; paper {MANY_BODY_PAPER_TEST_RMSE}); "
+        f"linear references {refs}; training {results['wall_time_s']:.0f} s, data {data_time:.0f} s; results in "
+        f"{os.path.join(workdir, RESULTS)}", flush=True)
   return results
 
 

@@ -223,7 +223,8 @@ def test_extxyz_reads_back_with_ase(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
   """The tiny many_body model is trained in-process where the binary would train it (<workdir>/train); the
-  binary then reuses it and runs the whole experiment on its tiny config."""
+  binary then reuses it, trains the tiny conservative model itself (<workdir>/train_conservative) and runs the
+  whole experiment on its tiny config."""
   from experiments import common, cross_md
   from experiments.configs import cross_md as cross_config
 
@@ -241,22 +242,32 @@ def test_smoke_run_writes_results_figures_and_trajectories(tiny_run):
   workdir, results, out = tiny_run
   assert "reusing the model trained earlier" in out
   assert "md[network]: step     200/200" in out and "thermalize: box fixed at" in out
+  assert "md[conservative]: step     200/200" in out
   for f in ("position_rmsd.png", "temperature.png", "cross.png", "thermalization.png"):
     assert os.path.getsize(os.path.join(workdir, "figures", f)) > 0, f
   on_disk = json.load(open(os.path.join(workdir, "results.json")))
   assert on_disk["n_atoms"] == 176 == on_disk["cross"]["sites_in_cross"]
   assert on_disk["cross"]["paper_size_atoms"] == 26_656
   for key in ("final_position_rmsd_A", "mean_abs_temperature_difference_K", "energy_drift_rel_analytical",
-              "atom_steps_per_s_analytical", "atom_steps_per_s_network"):
+              "atom_steps_per_s_analytical", "atom_steps_per_s_network", "final_position_rmsd_A_conservative",
+              "mean_abs_temperature_difference_K_conservative", "energy_drift_rel_conservative",
+              "own_energy_drift_rel_conservative", "atom_steps_per_s_conservative"):
     assert np.isfinite(on_disk[key]) and on_disk[key] >= 0, key
   assert on_disk["final_position_rmsd_A"] > 0 and on_disk["atom_steps_per_s_network"] > 0
   assert on_disk["trained_here"] is True and on_disk["config"]["n_cells"] == 5
   # The jitted neighbor-list network equals the workdir's own force field (models.load_force_field).
   assert on_disk["network_on_initial_cross"]["md_vs_load_force_field_max_abs_eV_A"] < 1e-5
+  assert on_disk["network_on_initial_cross"]["conservative_md_vs_load_force_field_max_abs_eV_A"] < 1e-5
+  # F = -grad E of a translation-invariant energy: no net force; its NVE keeps its own energy (the tiny model's
+  # forces are far from lj/cut, so the lj/cut energy at its positions is not conserved).
+  assert on_disk["network_on_initial_cross"]["conservative_net_force_eV_A"] < 1e-9
+  assert on_disk["own_energy_drift_rel_conservative"] < 1e-2
+  assert on_disk["own_energy_drift_rel_conservative"] < 0.01 * on_disk["energy_drift_rel_network"]
   assert results["final_position_rmsd_A"] == on_disk["final_position_rmsd_A"]
   with np.load(os.path.join(workdir, "series.npz")) as s:
     assert s["analytical_temperature"].shape == s["network_temperature"].shape == (201,)
-    assert s["position_rmsd"].shape == (21,)
+    assert s["conservative_temperature"].shape == (201,) and s["conservative_own_total_energy"].shape == (21,)
+    assert s["position_rmsd"].shape == s["position_rmsd_conservative"].shape == (21,)
     assert np.mean(np.abs(s["network_temperature"] - s["analytical_temperature"])) == pytest.approx(
         on_disk["mean_abs_temperature_difference_K"])
 
@@ -277,9 +288,12 @@ def test_rerun_reads_finished_stages_back(tiny_run):
   from experiments import cross_md
   from experiments.configs import cross_md as cross_config
   workdir, first, _ = tiny_run
+  config = cross_config.get_config("tiny").copy_and_resolve_references()
+  config.conservative_train_config = ""  # as the quick default: no conservative run
   with contextlib.redirect_stdout(stdio.StringIO()) as out:
-    again = cross_md.run(cross_config.get_config("tiny"), workdir)
+    again = cross_md.run(config, workdir)
   assert "resuming from" in out.getvalue() and "thermalize: step" not in out.getvalue()
+  assert "md[conservative]" not in out.getvalue() and "conservative" not in again["runs"]
   for key in ("n_atoms", "final_position_rmsd_A", "mean_abs_temperature_difference_K",
               "energy_drift_rel_analytical"):
     assert again[key] == first[key], key

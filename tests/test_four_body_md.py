@@ -1,4 +1,5 @@
-"""End to end: the four-atom MD binary (Sec. 4.4) on its tiny config, training its model first (the default)."""
+"""End to end: the four-atom MD binary (Sec. 4.4) on its tiny config, training its models first (the default):
+the direct model in-process below, the conservative one by the binary itself."""
 
 import contextlib
 import io
@@ -35,12 +36,15 @@ def tiny_run(tmp_path_factory):
 def test_smoke_run_writes_results_and_four_figures(tiny_run):
   workdir, _, out = tiny_run
   assert "no --train_workdir given; reusing the model trained earlier in" in out
-  assert "md[network]: step     400/400" in out  # progress lines
+  assert "no --conservative_workdir given, so training the 'conservative_tiny' model first" in out
+  assert "md[network]: step     400/400" in out and "md[conservative]: step     400/400" in out  # progress
   for f in FIGURES:
     assert os.path.getsize(os.path.join(workdir, "figures", f)) > 0, f
   with np.load(os.path.join(workdir, "trajectories.npz")) as t:
     assert t["network_positions"].shape == (41, 3, 4, 3)  # every 10th of 400 steps, 3 samples
     assert t["analytical_total_energy"].shape == (401, 3)
+    assert t["conservative_positions"].shape == (41, 3, 4, 3)
+    assert t["conservative_own_total_energy"].shape == (401, 3)
   on_disk = json.load(open(os.path.join(workdir, "results.json")))
   assert on_disk["trained_here"] is True and on_disk["train_workdir"] == os.path.join(workdir, "train")
   for key in ("position_rmsd_100_A", "position_rmsd_400_A", "energy_rmsd_400_eV", "energy_drift_rel_analytical",
@@ -49,6 +53,13 @@ def test_smoke_run_writes_results_and_four_figures(tiny_run):
               "config", "versions", "wall_time_s"):
     assert key in on_disk, key
   assert set(on_disk["runs"]) == set(four_body_md.VARIANTS)
+  assert on_disk["conservative_trained_here"] is True
+  assert on_disk["conservative_workdir"] == os.path.join(workdir, "train_conservative")
+  # The five figures per force field.
+  assert set(on_disk["force_fields"]) == {"analytical", "direct", "conservative"}
+  for ff in on_disk["force_fields"].values():
+    assert set(ff) == {"agreement_horizon_steps", "position_rmsd_100_A", "position_rmsd_400_A", "energy_rmsd_400_eV",
+                       "energy_drift_rel", "lambda"}
   assert on_disk["versions"]["jax"] == jax.__version__
   assert on_disk["n_samples"] == 3 and on_disk["n_steps"] == 400
   assert abs(on_disk["initial_temperature_K"] - 10.0) < 1e-9
@@ -68,6 +79,26 @@ def test_smoke_run_physics(tiny_run):
   assert runs["network_net_force_torque_removed"]["angular_momentum_change"] < 1e-12
   g = r["gradient_through_md"]
   assert g["grad_finite"] and g["grad_norm"] > 0 and g["fd_rel_error"] < 1e-5
+
+
+def test_smoke_run_conservative_model(tiny_run):
+  """F = -grad E: lambda and the loop work vanish, momentum and angular momentum are conserved without any removal,
+  the run conserves its own total energy, and the gradient through its MD matches a finite difference."""
+  _, r, _ = tiny_run
+  runs, cons = r["runs"], r["runs"]["conservative"]
+  assert r["conservativeness"]["conservative"]["lambda_mean"] < 1e-12
+  assert r["conservativeness"]["conservative"]["loop_work_abs_max_eV"] < 1e-9
+  assert cons["net_momentum_change"] < 1e-12 and cons["angular_momentum_change"] < 1e-10
+  assert cons["own_energy_drift_rel"] < 1e-5 < runs["network"]["energy_drift_rel"]
+  assert r["force_fields"]["conservative"]["energy_drift_rel"] == cons["own_energy_drift_rel"]
+  assert r["force_fields"]["conservative"]["lambda"] == r["lambda_conservative"] < 1e-12
+  # The agreement horizon is the first step past 0.1 A (the RMSD grows from 0 at step 0).
+  horizon = r["force_fields"]["direct"]["agreement_horizon_steps"]
+  assert horizon is None or 0 < horizon <= 400
+  assert horizon is None or (r["position_rmsd_100_A"] <= 0.1) == (horizon > 100)
+  g = r["gradient_through_md_conservative"]
+  assert g["grad_finite"] and g["grad_norm"] > 0 and g["fd_rel_error"] < 1e-5
+  assert "['uenn']" in g["fd_parameter"]
 
 
 def test_config_and_flag_errors(tmp_path):

@@ -8,7 +8,7 @@
 The core names (layers, networks, FIRE, equivariance tests) load at once; everything that needs jax-md (neighbor
 lists, descriptors, potentials, models, MD) loads on first use, so `import unitary_enn` stays light. Submodules:
 constants, checks, layers, network, fire, neighbors, structures, potentials, descriptors, quantity, diagnostics,
-data, models, training, simulate, thermalize, files, plots, testing, quantum (the complex U(n) tasks), calculator
+data, energy, models, training, simulate, thermalize, files, plots, testing, quantum (the complex U(n) tasks), calculator
 (the ASE calculator; needs ase), lammps (the model in LAMMPS through fix external).
 """
 
@@ -27,16 +27,16 @@ from unitary_enn.testing import assert_equivariant, assert_invariant, random_uni
 
 __version__ = "0.2.0"
 
-_SUBMODULES = ("calculator", "checks", "constants", "data", "descriptors", "diagnostics", "files", "fire", "lammps",
-               "layers", "md", "models", "neighbors", "network", "parallel", "plots", "potentials", "quantity",
-               "quantum", "simulate", "structures", "testing", "thermalize", "training")
+_SUBMODULES = ("calculator", "checks", "constants", "data", "descriptors", "diagnostics", "energy", "files", "fire",
+               "lammps", "layers", "md", "models", "neighbors", "network", "parallel", "plots", "potentials",
+               "quantity", "quantum", "simulate", "structures", "testing", "thermalize", "training")
 
 # Names that load their module (and jax-md) on first use.
 _LAZY = {
     "lj_energy": "potentials", "lj_forces": "potentials", "atm_energy": "potentials", "atm_forces": "potentials",
     "lj_atm_energy": "potentials", "lj_atm_forces": "potentials",
     "vector_descriptors": "descriptors", "scalar_descriptors": "descriptors", "descriptor_model": "descriptors",
-    "load_force_field": "models", "load_model": "models", "Model": "models",
+    "load_force_field": "models", "load_energy_field": "models", "load_model": "models", "Model": "models",
     "nve_trajectory": "simulate", "run_nve": "simulate",
 }
 

@@ -5,13 +5,22 @@
     convert_legacy(workdir)                          a `model.pkl` of unitary_enn 0.1 -> `model.npz`, reading only
                                                      arrays and plain values (python -m unitary_enn.models convert)
     four_body_force_fn(params, scales, ...)          the four-atom network of Sec. 4.2 as a pure force function
+    four_body_energy_fn(params, scales, ...)         the energy of a conservative four-atom model
     model_force_fn(model, dtype=None)                the same from a four_body Model (or its workdir)
+    model_energy_fn(model, dtype=None)               its energy (conservative models)
     many_body_force_fn(model, displacement_fn)       the Sec. 4.5 descriptor network on a jax-md neighbor list
+    many_body_energy_fn(model, displacement_fn)      the energy of a conservative many-atom model on a list
     load_force_field(workdir)                        `forces(positions, box=None, species=None)`, checked, any kind
+    load_energy_field(workdir)                       `energy(positions, box=None)`, checked, conservative models
     species_indices(model, species)                  chemical symbols or indices -> indices into `Model.species`
 
 Kinds: "four_body" (6 relative vectors -> 4 forces, N = 4, free cluster) and "many_body" (vector descriptors of
-eq. 51 -> the force on each atom, any N, free or periodic). Units: positions in A, forces in eV/A.
+eq. 51 -> the force on each atom, any N, free or periodic). Units: positions in A, forces in eV/A, energies in eV.
+
+Forces: "direct" (the paper: the network's output vectors are the forces) or "conservative" (an invariant energy
+from the same layers, E = sum of atomic energies for many atoms, and F = -dE/dR by `jax.grad`; `energy.py`,
+docs/decisions.md §16). A conservative model's `params` is {"uenn": [...], "head": [...]}, its scales add
+"energy" (s_E, eV) and "energy_offset" (e_0, eV per atom); files without a "forces" entry are direct models.
 
 A many_body model may have several species (`Model.species`, chemical symbols in channel order; None is one
 species, argon): its input is the descriptors in the layout of `descriptors.center_species_channels`, S * S * K
@@ -40,9 +49,10 @@ import numpy as np
 
 from jax_md import partition
 
-from unitary_enn import checks, files, parallel
+from unitary_enn import checks, energy, files, parallel
 from unitary_enn.data import relative_vectors, symmetrize_permutations
-from unitary_enn.descriptors import center_species_channels, vector_descriptors_neighbor_list
+from unitary_enn.descriptors import (center_species_channels, scalar_descriptors_neighbor_list,
+                                     vector_descriptors_neighbor_list)
 from unitary_enn.neighbors import neighbor_list_model
 from unitary_enn.network import apply_uenn
 
@@ -86,6 +96,11 @@ class Model:
       network's input then has S * S * len(basis.r_s) channels (`descriptors.center_species_channels`).
     linear: many_body only: coefficients c `(sizes[0],)` in eV/A per descriptor unit of a linear path, or None.
       The force is D c + network(D / scales["inputs"]) * scales["targets"], D the (unscaled) input descriptors.
+
+    forces: "direct" (the network predicts forces, the paper) or "conservative" (F = -grad E, `energy.py`).
+    head_hidden: conservative only: hidden widths of the invariant energy head (informative; the params hold it).
+    scalar_features: many_body conservative only: the scalar descriptors (eq. 34) ride along as one invariant
+      feature row (Sec. 3.3) of the vector descriptors, divided by scales["feature_inputs"] `(K,)`.
   """
   kind: str
   params: Any
@@ -100,6 +115,10 @@ class Model:
   info: dict = dataclasses.field(default_factory=dict)
   species: tuple | None = None
   linear: np.ndarray | None = None
+
+  forces: str = "direct"
+  head_hidden: tuple = ()
+  scalar_features: bool = False
 
   def __post_init__(self):
     if self.kind not in KINDS:
@@ -133,6 +152,26 @@ class Model:
       checks.check_shape("linear", linear, (self.sizes[0],))
       checks.check_finite("linear", linear)
       object.__setattr__(self, "linear", linear)
+
+    if self.forces not in energy.FORCE_KINDS:
+      raise ValueError(f"forces must be one of {energy.FORCE_KINDS}, got {self.forces!r}")
+    object.__setattr__(self, "head_hidden", tuple(int(h) for h in self.head_hidden))
+    if self.conservative:
+      if not energy.is_energy_params(self.params):
+        raise ValueError("a conservative model's params must be the {'uenn': [...], 'head': [...]} dict of "
+                         "energy.init_energy_network")
+      missing = {"inputs", "energy"} - set(self.scales)
+      if missing:
+        raise ValueError(f"a conservative model needs the scales {sorted(missing)}")
+      object.__setattr__(self, "scales", {"energy_offset": np.zeros(()), **self.scales})
+    if self.scalar_features and (self.kind != "many_body" or not self.conservative
+                                 or "feature_inputs" not in self.scales):
+      raise ValueError("scalar_features needs a conservative many_body model with scales['feature_inputs']")
+
+  @property
+  def conservative(self) -> bool:
+    """True when forces are -grad of the model's energy."""
+    return self.forces == "conservative"
 
   @property
   def r_cut(self) -> float:
@@ -199,6 +238,8 @@ def save_model(workdir: str, model: Model) -> str:
   meta = dict(format=FORMAT, format_version=FORMAT_VERSION, kind=model.kind, sizes=list(model.sizes),
               activation=model.activation, dtype=model.dtype, n_atoms=model.n_atoms, symmetrize=model.symmetrize,
               eps=model.eps, info=model.info, versions=files.package_versions())
+  if model.conservative:
+    meta.update(forces=model.forces, head_hidden=list(model.head_hidden), scalar_features=model.scalar_features)
   if model.basis is not None:
     arrays["basis/r_s"] = np.asarray(model.basis.r_s, np.float64)
     meta["basis"] = dict(eta=float(model.basis.eta), r_cut=float(model.basis.r_cut), cutoff=model.basis.cutoff)
@@ -253,7 +294,9 @@ def load_model(path: str) -> Model:
     return Model(kind=meta["kind"], params=_unflatten(arrays, "params"), sizes=tuple(meta["sizes"]), scales=scales,
                  activation=meta["activation"], dtype=meta["dtype"], n_atoms=meta.get("n_atoms"),
                  symmetrize=bool(meta.get("symmetrize", False)), basis=basis, eps=float(meta.get("eps", 0.0)),
-                 info=meta.get("info", {}), species=meta.get("species"), linear=arrays.get("linear"))
+                 info=meta.get("info", {}), species=meta.get("species"), linear=arrays.get("linear"),
+                 forces=meta.get("forces", "direct"), head_hidden=tuple(meta.get("head_hidden", ())),
+                 scalar_features=bool(meta.get("scalar_features", False)))
   except (KeyError, TypeError, ValueError) as e:
     raise files.FileFormatError(f"{file!r}: incomplete or inconsistent model ({type(e).__name__}: {e})") from None
 
@@ -304,6 +347,59 @@ def convert_legacy(workdir: str) -> str:
 # --- Force functions ------------------------------------------------------------------------------------
 
 
+def _cast_params(params, dtype):
+  """(params as JAX arrays in `dtype`, the dtype); dtype None keeps the params' float dtype."""
+  params = jax.tree.map(jnp.asarray, params)
+  if dtype is None:
+    return params, jnp.finfo(jax.tree.leaves(params)[0].dtype).dtype
+  dtype = jnp.dtype(dtype)
+  return jax.tree.map(lambda p: p.astype(dtype), params), dtype
+
+
+def _getter(scales):
+  return (lambda name: getattr(scales, name)) if hasattr(scales, "inputs") else (lambda name: scales[name])
+
+
+def four_body_energy_fn(params, scales, activation: str | Callable = "softsign", *, dtype=None,
+                        symmetrize: bool = False, eps: float = 0.0, precision=None) -> Callable:
+  """The energy of a conservative four-atom model: `energy_fn(positions)`, `(..., 4, 3)` A -> `(...)` eV.
+
+  E = s_E E_std(r_ij / s_in) + 4 e_0 (`energy.four_body_energy_of_positions`): the UENN on the six relative vectors
+  (eq. 42), the Gram invariants of its output vectors and a scalar head (Sec. 3.6). Translation, rotation and
+  reflection invariant; with `symmetrize`, averaged over the 24 relabellings (permutation invariant).
+
+  Args:
+    params: {"uenn": [...], "head": [...]} (`energy.init_energy_network`); arrays or tracers.
+    scales: {"inputs": `(6,)` A, "energy": eV, "energy_offset": eV per atom (default 0)}.
+    activation, dtype, symmetrize, eps, precision: as in `four_body_force_fn`.
+  """
+  params, dtype = _cast_params(params, dtype)
+  get = _getter(scales)
+  try:
+    offset = get("energy_offset")
+  except (KeyError, AttributeError):
+    offset = 0.0
+  in_scale = jnp.asarray(get("inputs"), dtype).reshape(-1)[0]  # one scalar for all pairs (docs/decisions.md §4)
+  inner = energy.four_body_energy_of_positions(params, in_scale, jnp.asarray(get("energy"), dtype),
+                                               jnp.asarray(offset, dtype), activation=activation, eps=eps,
+                                               precision=precision, symmetrize=symmetrize)
+
+  def energy_fn(positions: Array, **unused_kwargs) -> Array:
+    positions = checks.as_array("positions", positions)  # complex positions: a TypeError, not a dropped Im part
+    checks.check_shape("positions", positions, (..., 4, 3))
+    return inner(positions.astype(dtype))
+
+  return energy_fn
+
+
+def conservative_force_fn(energy_fn: Callable) -> ForceFn:
+  """`force_fn(positions, **kwargs) = -d energy_fn / d positions`, for energies of one or many configurations
+  (`(..., N, 3)` -> `(...)`: every leading index is an independent configuration)."""
+  def force_fn(positions: Array, **kwargs) -> Array:
+    return -jax.grad(lambda p: jnp.sum(energy_fn(p, **kwargs)))(positions)
+  return force_fn
+
+
 def four_body_force_fn(params, scales, activation: str | Callable = "softsign", *,
                        dtype=None, symmetrize: bool = False, eps: float = 0.0, precision=None) -> ForceFn:
   """The four-atom network of Sec. 4.2 as a force function `positions -> forces` (eq. 42-43).
@@ -311,6 +407,8 @@ def four_body_force_fn(params, scales, activation: str | Callable = "softsign", 
   The inputs are the six relative vectors r_ij = r_j - r_i (eq. 42, `data.relative_vectors`) divided by the
   input scale; the four output vectors times the target scale are the forces F1..F4. Being built from
   relative vectors and scalar scales, the function is translation invariant and O(3) equivariant.
+  Conservative parameters ({"uenn", "head"}, `energy.init_energy_network`) give F = -grad of
+  `four_body_energy_fn` instead (scales then need "energy").
 
   Args:
     params: the `apply_uenn` parameter list (NumPy or JAX arrays, or tracers: the result is differentiable
@@ -319,20 +417,18 @@ def four_body_force_fn(params, scales, activation: str | Callable = "softsign", 
     activation: hidden-layer activation, as in training.
     dtype: the float dtype to evaluate in (params and scales are cast); None keeps the params' dtype.
     symmetrize: average the network over the 24 relabellings of the atoms (`data.symmetrize_permutations`),
-      as a model trained with `symmetrize=True` predicts.
+      as a model trained with `symmetrize=True` predicts (a conservative model averages its energy).
     eps: smooth unit vectors (`network.apply_uenn`), as the model was trained.
     precision: of the network's products (`layers.PRECISIONS`; default full float32).
 
   Returns:
     `force_fn(positions)`: `(..., 4, 3)` in A -> `(..., 4, 3)` in eV/A, pure (no value checks inside).
   """
-  params = jax.tree.map(jnp.asarray, params)
-  if dtype is None:
-    dtype = jnp.finfo(params[0]["W"].dtype).dtype
-  else:
-    dtype = jnp.dtype(dtype)
-    params = jax.tree.map(lambda p: p.astype(dtype), params)
-  get = (lambda name: getattr(scales, name)) if hasattr(scales, "inputs") else (lambda name: scales[name])
+  if energy.is_energy_params(params):
+    return conservative_force_fn(four_body_energy_fn(params, scales, activation, dtype=dtype, symmetrize=symmetrize,
+                                                     eps=eps, precision=precision))
+  params, dtype = _cast_params(params, dtype)
+  get = _getter(scales)
   in_scale = jnp.asarray(get("inputs"), dtype)
   out_scale = jnp.asarray(get("targets"), dtype)
 
@@ -410,10 +506,75 @@ def species_indices(model: Model, species, n_atoms: int) -> np.ndarray | None:
     raise TypeError(f"species must hold chemical symbols or integer indices, got dtype {arr.dtype}")
   return idx if s_count > 1 else None
 
+def _conservative(model: Model, caller: str) -> Model:
+  if not model.conservative:
+    raise ValueError(f"{caller}: this {model.kind} model predicts forces directly (forces='direct', the paper's "
+                     "network), so it has no energy; train one with forces='conservative' (e.g. "
+                     f"--config=experiments/configs/{model.kind}.py:conservative)")
+  return model
+
+
+def model_energy_fn(model: Model | str, *, dtype=None, precision=None) -> Callable:
+  """`four_body_energy_fn` of a trained conservative four_body model: `(..., 4, 3)` A -> `(...)` eV."""
+  model = _conservative(_kind(load_model(model), "four_body", "model_energy_fn"), "model_energy_fn")
+  return four_body_energy_fn(model.params, model.scales, model.activation, dtype=dtype, symmetrize=model.symmetrize,
+                             eps=model.eps, precision=precision)
+
+
+def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, precision=None):
+  """(params, dtype, descriptors_of(positions, neighbor) -> standardized `(N, 3 [+ 1], K)` network inputs)."""
+  params = jax.tree.map(jnp.asarray, model.params)
+  dtype = jnp.dtype(model.dtype)
+  b = model.basis
+  kw = dict(r_s=b.r_s, eta=b.eta, r_cut=b.r_cut, cutoff=b.cutoff, block=block)
+  _, descriptor_fn = vector_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, **kw)
+  _, scalar_fn = scalar_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, **kw)
+
+  def descriptors_of(positions, neighbor):
+    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype, precision=precision).astype(dtype)
+    d = d / jnp.asarray(model.scales["inputs"], dtype)
+    if model.scalar_features:  # the scalar descriptors (eq. 34) as a feature row (Sec. 3.3)
+      s = scalar_fn(positions, neighbor, dtype=descriptor_dtype or dtype, precision=precision).astype(dtype)
+      d = jnp.concatenate([d, (s / jnp.asarray(model.scales["feature_inputs"], dtype))[:, None, :]], axis=1)
+    return d
+
+  return params, dtype, descriptors_of
+
+
+def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
+                        precision=None, per_atom: bool = False):
+  """The energy of a conservative many-atom model on a jax-md neighbor list: E = sum_i e(D_i) (Sec. 3.5-3.6).
+
+  e(D_i) = s_E e_std(D_i / s_D) + e_0: vector descriptors (eq. 51; with `model.scalar_features`, the scalar ones of
+  eq. 34 as a feature row) -> UENN -> Gram invariants of its output vectors -> scalar head. Arguments as in
+  `many_body_force_fn`.
+
+  Returns:
+    `energy_fn(positions (N, 3) A, neighbor, **unused) -> ()` eV (or the atomic energies `(N,)` with per_atom),
+    in the positions' dtype, pure, jit- and grad-able; `-jax.grad(energy_fn)` is `many_body_force_fn`'s force.
+  """
+  model = _conservative(_kind(load_model(model), "many_body", "many_body_energy_fn"), "many_body_energy_fn")
+  params, dtype, descriptors_of = _many_body_parts(model, displacement_fn, block, descriptor_dtype, precision)
+  e_scale = jnp.asarray(model.scales["energy"], dtype)
+  e_offset = jnp.asarray(model.scales["energy_offset"], dtype)
+
+  def energy_fn(positions, neighbor, **unused_kwargs):
+    e = energy.apply_energy_network(params, descriptors_of(positions, neighbor), activation=model.activation,
+                                    n_features=int(model.scalar_features), eps=model.eps,
+                                    precision=precision) * e_scale + e_offset
+    e = e.astype(positions.dtype)
+    return e if per_atom else jnp.sum(e)
+
+  energy_fn.r_cut = model.r_cut
+  return energy_fn
+
 
 def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
                        precision=None, mesh=None, species=None):
   """The trained Sec. 4.5 force network (vector descriptors eq. 51 -> ENN -> force) on a jax-md neighbor list.
+
+  For a conservative model the force is -grad of `many_body_energy_fn` with respect to the positions (through the
+  descriptors and the displacements on the neighbor list).
 
   Args:
     model: a many_body `Model`, or its workdir / file.
@@ -437,6 +598,17 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
     list must have a cutoff >= `model.r_cut`; the caller checks it.
   """
   model = _kind(load_model(model), "many_body", "many_body_force_fn")
+  if model.conservative:
+    if mesh is not None:
+      raise ValueError("a conservative model's forces (-grad E) have no device-mesh path yet; pass mesh=None")
+    energy_fn = many_body_energy_fn(model, displacement_fn, block=block, descriptor_dtype=descriptor_dtype,
+                                    precision=precision)
+
+    def force_fn(positions, neighbor, **unused_kwargs):
+      return -jax.grad(energy_fn)(positions, neighbor)
+
+    force_fn.r_cut = model.r_cut
+    return force_fn
   params = jax.tree.map(jnp.asarray, model.params)
   dtype = jnp.dtype(model.dtype)
   in_scale = jnp.asarray(model.scales["inputs"], dtype)
@@ -482,8 +654,23 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
     sp = jnp.zeros(positions.shape[0], jnp.int32) if species is None else species
     return sharded(positions, neighbor.idx, sp).astype(positions.dtype)
 
-  force_fn.r_cut = b.r_cut
+  force_fn.r_cut = model.r_cut
   return force_fn
+
+
+def _four_body_checked(model: Model, fn: Callable) -> Callable:
+  n_atoms = int(model.n_atoms)
+  fn_jit = jax.jit(fn)
+
+  def checked(positions, box=None):
+    if box is not None:
+      raise ValueError("the four-atom model is a free cluster: box must be None")
+    positions = checks.as_array("positions", positions)
+    checks.check_shape("positions", positions, (..., n_atoms, 3))
+    checks.check_finite("positions", positions)
+    return fn_jit(positions)
+
+  return checked
 
 
 def load_force_field(model: Model | str) -> Callable:
@@ -495,23 +682,18 @@ def load_force_field(model: Model | str) -> Callable:
   (box=None) or in a cubic periodic box of side `box` A (box >= 2 r_cut, positions inside [0, box]), through a
   checked neighbor list that is reallocated when it overflows. A model of several species needs `species`: `(N,)`
   chemical symbols (e.g. ["Cu", "Au", ...]) or integer indices into `Model.species`. Inputs are validated
-  (shape, finiteness, species) before anything is traced.
+  (shape, finiteness, species) before anything is traced. Direct or conservative models alike (then F = -grad E;
+  `load_energy_field` gives E).
   """
   model = load_model(model)
   if model.kind == "four_body":
-    n_atoms = int(model.n_atoms)
-    forces_jit = jax.jit(model_force_fn(model))
+    checked4 = _four_body_checked(model, model_force_fn(model))
 
     def forces(positions, box=None, species=None):
       """Predicted forces `(..., 4, 3)` in eV/A for positions `(..., 4, 3)` in A (free cluster)."""
-      if box is not None:
-        raise ValueError("the four-atom model is a free cluster: box must be None")
       if species is not None:
         raise ValueError("the four-atom model is argon only: species must be None")
-      positions = checks.as_array("positions", positions)
-      checks.check_shape("positions", positions, (..., n_atoms, 3))
-      checks.check_finite("positions", positions)
-      return forces_jit(positions)
+      return checked4(positions, box)
 
     return forces
 
@@ -533,6 +715,37 @@ def load_force_field(model: Model | str) -> Callable:
   return forces
 
 
+def load_energy_field(model: Model | str) -> Callable:
+  """The potential energy of a trained conservative model: `energy(positions, box=None)` in eV.
+
+  The counterpart of `load_force_field` (same inputs, same checks): positions `(..., 4, 3)` A -> `(...)` eV for the
+  four-atom model, `(N, 3)` A -> a scalar (the sum of atomic energies) for a many-body model, in free space or a
+  periodic box. `load_force_field(model)` equals -grad of it.
+
+  Raises:
+    ValueError: the model predicts forces directly (the paper's network) and has no energy.
+  """
+  model = _conservative(load_model(model), "load_energy_field")
+  if model.kind == "four_body":
+    checked4 = _four_body_checked(model, model_energy_fn(model))
+
+    def energy_field(positions, box=None):
+      """Potential energy `(...)` in eV of positions `(..., 4, 3)` in A (free cluster)."""
+      return checked4(positions, box)
+
+    return energy_field
+
+  checked = neighbor_list_model(lambda displacement_fn: many_body_energy_fn(model, displacement_fn),
+                                r_cut=model.r_cut)
+
+  def energy_field(positions, box=None):
+    """Potential energy in eV of positions `(N, 3)` in A; box: cubic periodic side in A, or None."""
+    return checked(positions, box)
+
+  energy_field.stats = checked.stats
+  return energy_field
+
+
 def main(argv=None) -> int:
   """`python -m unitary_enn.models convert WORKDIR...` | `show WORKDIR_OR_FILE`."""
   argv = list(sys.argv[1:] if argv is None else argv)
@@ -545,9 +758,12 @@ def main(argv=None) -> int:
       print(f"wrote {convert_legacy(workdir)}")
     return 0
   m = load_model(argv[1])
-  summary = dict(kind=m.kind, sizes=list(m.sizes), activation=m.activation, dtype=m.dtype, n_atoms=m.n_atoms,
-                 symmetrize=m.symmetrize, parameters=int(sum(np.size(p) for p in jax.tree.leaves(m.params))),
+  summary = dict(kind=m.kind, forces=m.forces, sizes=list(m.sizes), activation=m.activation, dtype=m.dtype,
+                 n_atoms=m.n_atoms, symmetrize=m.symmetrize,
+                 parameters=int(sum(np.size(p) for p in jax.tree.leaves(m.params))),
                  species=list(m.species) if m.species else None, linear_path=m.linear is not None)
+  if m.conservative:
+    summary["head_hidden"] = list(m.head_hidden)
   if m.basis is not None:
     summary["basis"] = dict(r_s=[float(m.basis.r_s[0]), float(m.basis.r_s[-1]), len(m.basis.r_s)], eta=m.basis.eta,
                             r_cut=m.basis.r_cut, cutoff=m.basis.cutoff)

@@ -19,6 +19,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # "quick" trains eq. 9. "smooth" (eps 1; docs/decisions.md §14, README "Smooth unit vectors") gives a perfect
   # crystal zero force and a lower force RMSE, but over two seeds its cross MD was not better, so it stays opt-in.
   c.train_config = "quick"
+  # The conservative many_body model (F = -grad E), a third run: a workdir trained with forces = "conservative"
+  # (--conservative_workdir overrides this key); with neither, `conservative_train_config` is trained first in
+  # <workdir>/train_conservative, and "" (quick, paper) means no conservative run: its training takes ~30x the
+  # direct model's (README, "Direct or conservative forces?").
+  c.conservative_workdir = ""
+  c.conservative_train_config = ""
   c.dtype = "float64"  # of the MD (the network evaluates in the dtype it was trained in)
   c.seed = 0  # initial velocities of the thermalization
   # Crystal (docs/decisions.md §10): FCC argon, n_cells^3 unit cells of a = 5.24411 A, lj/cut at r_cut (LAMMPS lj/cut 10.0).
@@ -67,6 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.xyz_every = 1_000
   elif arg == "tiny":
     c.train_config = "tiny"
+    c.conservative_train_config = "conservative_tiny"
     c.n_cells = 5
     c.thermalize_ps = 0.2
     c.barostat_every = 20

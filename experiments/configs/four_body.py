@@ -6,6 +6,9 @@
   python -m experiments.four_body --config=experiments/configs/four_body.py:tiny     seconds, for tests
   python -m experiments.four_body --config=experiments/configs/four_body.py:smooth   quick, smooth unit vectors
                                                                       (eps 0.1; four_body_md trains this one)
+  python -m experiments.four_body --config=experiments/configs/four_body.py:conservative           F = -grad E
+  python -m experiments.four_body --config=experiments/configs/four_body.py:conservative_accurate  ... accurate
+  python -m experiments.four_body --config=experiments/configs/four_body.py:conservative_tiny      ... for tests
 """
 
 import ml_collections
@@ -29,6 +32,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Network (Sec. 4.2): 6 -> 50 -> 90 -> 100 -> 80 -> 50 -> 4 vectors, 52,000 real parameters.
   c.sizes = (6, 50, 90, 100, 80, 50, 4)
   c.activation = "softsign"
+  # Forces: "direct" (the paper: the output vectors are the forces) or "conservative" (the UENN's output vectors
+  # -> Gram invariants -> a scalar head with hidden widths `head_hidden` -> the energy; F = -grad E).
+  c.forces = "direct"
+  c.head_hidden = (32,)
+  # Conservative only: weight of the squared standardized energy error beside the force error (0 = force matching).
+  c.energy_weight = 0.0
   # Smooth unit vectors x / sqrt(|x|^2 + eps^2) in every layer (docs/decisions.md §14); 0 = the paper's eq. 9.
   c.eps = 0.0
   # Precision of the network's products: "highest" (full float32 on every backend), "tf32" (GPU), "bf16", "default".
@@ -56,6 +65,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.symmetrize = False
   c.fire = fire_defaults()
 
+  variant = arg or "quick"
+  if variant.startswith("conservative"):
+    # The same layers, ending in 16 vectors whose 136 Gram invariants feed a 64-wide head (53,200 + 8,833
+    # parameters); the same data, batch and number of steps as the direct variant of the same name. Two changes
+    # (docs/decisions.md §16): smooth unit vectors, eps = 0.1 (with eq. 9's x / |x| the forces -grad E hold 1/|x|
+    # terms of every hidden vector and training stalls), and a peak learning rate of 1e-3 (3e-3 diverged).
+    c.forces = "conservative"
+    c.sizes = (6, 50, 90, 100, 80, 50, 16)
+    c.head_hidden = (64,)
+    c.eps = 0.1
+    c.learning_rate = 1e-3
+    arg = variant[len("conservative"):].lstrip("_") or "quick"
   if arg in (None, "", "quick"):
     pass
   elif arg == "paper":
@@ -80,11 +101,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg == "tiny":
     c.n_configs = 500
     c.sizes = (6, 8, 4)
+    c.head_hidden = (8,)
     c.steps = 60
     c.eval_every = 20
     c.checkpoint_every = 20
     c.batch_size = 32
   else:
-    raise ValueError(f"unknown config {arg!r}; expected one of quick, paper, accurate, smooth, tiny")
+    raise ValueError(f"unknown config {variant!r}; expected one of quick, paper, accurate, smooth, tiny, "
+                     "conservative, conservative_accurate, conservative_tiny")
   c.lock()
   return c

@@ -20,6 +20,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # vectors"), a departure from eq. 9 that the MD benefits from; --config.train_config=quick trains eq. 9, and the
   # paper variant trains the paper's model.
   c.train_config = "smooth"
+  # The conservative model (F = -grad E): a four_body workdir trained with forces = "conservative"; "" = train one
+  # first in <workdir>/train_conservative with `conservative_train_config`. --conservative_workdir overrides this.
+  c.conservative_workdir = ""
+  c.conservative_train_config = "conservative"
   # MD (Sec. 4.4, docs/decisions.md §8): 10 samples from the same positions, Maxwell-Boltzmann velocities at 10 K with the
   # centre-of-mass momentum removed, velocity Verlet, 1 fs, 10,000 steps, in float64.
   c.dtype = "float64"
@@ -34,6 +38,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Reported steps (results.json): the paper's "good to ~1,500, acceptable to ~4,000" and Fig. 7 at 4,000.
   c.position_rmsd_steps = (1_500, 4_000)
   c.energy_rmsd_steps = (4_000,)
+  # The agreement horizon: the first step at which the position RMSD exceeds this (A).
+  c.horizon_threshold = 0.1
   # Conservativeness (docs/decisions.md §12): lambda on fresh Sec. 4.1 clusters (test-like: a seed the training never saw)
   # and on MD frames; work around `n_loops` circles of `loop_radius` A with `loop_points` points each.
   c.n_test_configs = 256
@@ -50,8 +56,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     pass
   elif arg == "paper":
     c.train_config = "paper"
+    c.conservative_train_config = "conservative_paper"
   elif arg == "tiny":
     c.train_config = "tiny"
+    c.conservative_train_config = "conservative_tiny"
     c.n_samples = 3
     c.n_steps = 400
     c.chunk_steps = 200
