@@ -38,12 +38,17 @@ CONSERVATIVE_FOUR_BODY = ((6, 50, 90, 100, 80, 50, 16), (64,))
 CONSERVATIVE_MANY_BODY = ((73, 200, 100, 50, 10, 16), (32,))
 
 
-def _timed_step(loss_fn, params, x, y, repeats: int, min_time: float) -> dict:
-  """Median seconds of one jitted Adam step of `loss_fn` on fixed (x, y)."""
+def _timed_step(loss_fn, params, x, y, repeats: int, min_time: float, opt=None, micro: int = 0) -> dict:
+  """Median seconds of one jitted step of `loss_fn` on fixed (x, y): Adam (1e-4) or the optax `opt` given;
+  micro > 0 sums the gradient over chunks of `micro` samples (`training.microbatched`)."""
   import jax
   import optax
-  opt = optax.adam(1e-4)
+
+  from unitary_enn import training
+  opt = opt or optax.adam(1e-4)
   value_and_grad = jax.value_and_grad(loss_fn)
+  if micro:
+    value_and_grad = training.microbatched(value_and_grad, micro)
 
   @jax.jit
   def step(params, opt_state):
@@ -121,25 +126,7 @@ def step_time(sizes, batch: int, dtype: str, optimizer: str = "adam", repeats: i
   opt = optax.adam(1e-4) if optimizer == "adam" else fire()
   x = jax.random.normal(jax.random.PRNGKey(1), (batch, 3, sizes[0]), dtype)
   y = jax.random.normal(jax.random.PRNGKey(2), (batch, 3, sizes[-1]), dtype)
-
-  value_and_grad = jax.value_and_grad(loss_fn)
-  if micro:
-    value_and_grad = training.microbatched(value_and_grad, micro)
-
-  @jax.jit
-  def step(params, opt_state):
-    loss, grads = value_and_grad(params, x, y)
-    updates, opt_state = opt.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  carry = [params, opt.init(params)]
-
-  def run():
-    p, s, loss = step(*carry)
-    loss.block_until_ready()
-    carry[:] = [p, s]
-
-  t = time_fn(run, repeats=repeats, min_time=0.0 if batch > 10_000 else 0.3)
+  t = _timed_step(loss_fn, params, x, y, repeats, 0.0 if batch > 10_000 else 0.3, opt=opt, micro=micro)
   return dict(batch=batch, dtype=dtype, optimizer=optimizer, microbatch=micro, s_per_step=t["median_s"],
               samples_per_s=batch / t["median_s"], timing=t,
               flops_per_sample=3 * sum(2 * 2 * 3 * a * b for a, b in zip(sizes[:-1], sizes[1:])))

@@ -21,6 +21,27 @@ def fire_defaults() -> ml_collections.ConfigDict:
       variant="paper"))
 
 
+def training_defaults(c: ml_collections.ConfigDict, *, learning_rate: float, warmup_steps: int, steps: int,
+                      checkpoint_every: int, batch_size: int = 256, eval_every: int = 1_000) -> None:
+  """The training entries (`training.train`) every force experiment shares: mini-batch Adam with warm-up and cosine
+  decay (`optimizer = "fire"` switches to the paper's full-batch FIRE, `c.fire`), evaluation and checkpoint
+  cadence, no early stop, the non-finite limit and the devices of data-parallel training."""
+  c.optimizer = "adam"
+  c.learning_rate = learning_rate
+  c.warmup_steps = warmup_steps
+  c.end_lr_factor = 0.01
+  c.batch_size = batch_size
+  c.steps = steps
+  c.eval_every = eval_every
+  c.checkpoint_every = checkpoint_every
+  c.patience = 0
+  # Steps with a non-finite loss or gradient (each skipped) after which training stops with an error.
+  c.max_nonfinite_steps = 10
+  # Devices the training is split over (data-parallel, `training.training_mesh`): 0 = every device jax sees.
+  c.devices = 0
+  c.fire = fire_defaults()
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # Data (Sec. 4.1): 4 atoms, coordinates ~ N(0, 3 A), no pair closer than 2.8 A, split 60/20/20.
@@ -45,25 +66,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.dtype = "float32"
   c.seed = 0
   # Optimizer: the quick default is mini-batch Adam with warm-up and cosine decay; `paper` is full-batch FIRE.
-  c.optimizer = "adam"
-  c.learning_rate = 3e-3
-  c.warmup_steps = 200
-  c.end_lr_factor = 0.01
-  c.batch_size = 256
-  c.steps = 40_000
-  c.eval_every = 1_000
-  c.checkpoint_every = 5_000
-  c.patience = 0
-  # Steps with a non-finite loss or gradient (each skipped) after which training stops with an error.
-  c.max_nonfinite_steps = 10
-  # Devices the training is split over (data-parallel, `training.training_mesh`): 0 = every device jax sees.
-  c.devices = 0
+  training_defaults(c, learning_rate=3e-3, warmup_steps=200, steps=40_000, checkpoint_every=5_000)
   # Relabel the atoms of each mini-batch sample at random (24 relabellings of the same configuration).
   c.augment_permutations = False
   # Predict with the average over the 24 relabellings (data.symmetrize_permutations): validation, test and
   # the saved model (MD included) use it; training does not.
   c.symmetrize = False
-  c.fire = fire_defaults()
 
   variant = arg or "quick"
   if variant.startswith("conservative"):

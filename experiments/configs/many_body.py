@@ -19,7 +19,7 @@ beside the network (docs/decisions.md §9): the paper's (2.8 A, 73) and one reac
 
 import ml_collections
 
-from experiments.configs.four_body import fire_defaults
+from experiments.configs.four_body import training_defaults
 from unitary_enn.constants import (ATM_CUTOFF, ATM_CUTOFF_TRIPLE, PAPER_BOX_SIDES, PAPER_ETA, PAPER_N_DESCRIPTORS,
                                    PAPER_R_CUT, PAPER_R_S_START, PAPER_R_S_STEP)
 
@@ -95,20 +95,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.dtype = "float32"
   c.seed = 0
   # Optimizer: the quick default is mini-batch Adam on batches of atoms; `paper` is full-batch FIRE.
-  c.optimizer = "adam"
-  c.learning_rate = 2e-3
-  c.warmup_steps = 500
-  c.end_lr_factor = 0.01
-  c.batch_size = 256  # atoms per mini-batch (descriptors are precomputed, so atoms are i.i.d. samples)
-  c.steps = 30_000
-  c.eval_every = 1_000
-  c.checkpoint_every = 5_000
-  c.patience = 0
-  # Steps with a non-finite loss or gradient (each skipped) after which training stops with an error.
-  c.max_nonfinite_steps = 10
-  # Devices the training is split over (data-parallel, `training.training_mesh`): 0 = every device jax sees.
-  c.devices = 0
-  c.fire = fire_defaults()
+  # Mini-batches of 256 atoms: descriptors are precomputed, so atoms are i.i.d. samples.
+  training_defaults(c, learning_rate=2e-3, warmup_steps=500, steps=30_000, checkpoint_every=5_000)
 
   variant = arg or "quick"
   if variant.startswith("conservative"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs.four_body import fire_defaults
+from experiments.configs.four_body import training_defaults
 
 VARIANTS = ("quick", "tiny")
 
@@ -39,17 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.dtype = "float32"
   c.seed = 0
   # Training (unitary_enn/training.py): mini-batch Adam on atoms, or "fire" (full batch).
-  c.optimizer = "adam"
-  c.learning_rate = 2e-3
-  c.warmup_steps = 200
-  c.end_lr_factor = 0.01
-  c.batch_size = 256
-  c.steps = 10_000
-  c.eval_every = 1_000
-  c.checkpoint_every = 2_000
-  c.patience = 0
-  c.max_nonfinite_steps = 10
-  c.fire = fire_defaults()
+  training_defaults(c, learning_rate=2e-3, warmup_steps=200, steps=10_000, checkpoint_every=2_000)
   if arg == "tiny":
     c.hidden = (8,)
     c.n_descriptors = 12
