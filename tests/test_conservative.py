@@ -259,3 +259,27 @@ def test_nve_conserves_the_models_own_energy_like_the_analytical_run():
   assert drift["conservative"] < 10 * drift["analytical"], drift
   assert deviation["conservative"] < 10 * deviation["analytical"], deviation
   assert pe_range["conservative"] > 1e4 * deviation["conservative"], (pe_range, deviation)
+
+
+def test_ase_calculator_gives_the_conservative_energy_and_its_gradient():
+  # UENNCalculator on a conservative many-atom model: "energy" is load_energy_field's, forces its -gradient
+  # (checked against ASE's own central differences of the calculator's energy), in a periodic cubic cell.
+  from tests import external
+  external.require("ase")
+  from ase import Atoms
+  from ase.calculators.fd import calculate_numerical_forces
+
+  from unitary_enn.calculator import UENNCalculator
+  model = _many_body()
+  positions, side = _box()
+  atoms = Atoms(f"Ar{len(positions)}", positions=positions, cell=[side] * 3, pbc=True)
+  calc = UENNCalculator(model)
+  atoms.calc = calc
+  assert "energy" in calc.implemented_properties
+  e = atoms.get_potential_energy()
+  np.testing.assert_allclose(e, float(models.load_energy_field(model)(positions, side)), rtol=1e-12)
+  f = atoms.get_forces()
+  np.testing.assert_allclose(f, np.asarray(models.load_force_field(model)(positions, side)), rtol=1e-10, atol=1e-12)
+  numeric = calculate_numerical_forces(atoms, eps=1e-5)
+  np.testing.assert_allclose(f, numeric, atol=1e-7 + 1e-5 * np.abs(f).max())
+  assert np.abs(f).max() > 1e-4
