@@ -8,10 +8,11 @@ r"""Four-atom molecular dynamics driven by the trained network (paper Sec. 4.4),
   python -m experiments.four_body_md --train_workdir=DIRECT --conservative_workdir=CONSERVATIVE
 
 Runs the 10 samples of Sec. 4.4 (same positions, Maxwell-Boltzmann velocities at 10 K, velocity Verlet, 1 fs,
-10,000 steps, float64) five times: analytical LJ forces, the paper's network (direct forces), that network with
-the net force (and the net torque) removed (docs/decisions.md §12), and a conservative model (F = -grad E of an
-energy built from the same layers, docs/decisions.md §16; from --conservative_workdir, else trained first in
-<workdir>/train_conservative with `config.conservative_train_config`). Reports the position RMSD (eq. 49) and
+10,000 steps, float64) four or five times: analytical LJ forces, the paper's network (direct forces), that network with
+the net force (and the net torque) removed (docs/decisions.md §12), and, when asked for, a conservative model
+(F = -grad E of an energy built from the same layers, docs/decisions.md §16; from --conservative_workdir, else
+trained first in <workdir>/train_conservative with `config.conservative_train_config`; the quick default has
+neither, since that training takes ~17 min). Reports the position RMSD (eq. 49) and
 energy RMSD (eq. 50) against the analytical run, the agreement horizon (the first step at which the position
 RMSD exceeds `config.horizon_threshold`, 0.1 A), the total-energy drift of every run (for the conservative model
 also of its own energy, KE + E_model), the antisymmetric fraction lambda of the force Jacobian, the work around
@@ -104,10 +105,15 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
                      minutes=5, forces="direct")
   model, train_workdir, train_results = tm["model"], tm["train_workdir"], tm["train_results"]
   trained_here, train_time = tm["trained_here"], tm["train_time_s"]
-  tc = trained_model(config, workdir, conservative_workdir, trained_by="four_body", caller="four_body_md",
-                     minutes=30, forces="conservative", flag="conservative_workdir", subdir="train_conservative",
-                     train_config=config.conservative_train_config)
-  cmodel = tc["model"]
+  # The conservative run is opt-in (--conservative_workdir, config.conservative_workdir, or a
+  # config.conservative_train_config to train here): its training takes ~17 min, beyond the quick default's budget.
+  with_conservative = bool(conservative_workdir or config.conservative_workdir or config.conservative_train_config)
+  tc = cmodel = None
+  if with_conservative:
+    tc = trained_model(config, workdir, conservative_workdir, trained_by="four_body", caller="four_body_md",
+                       minutes=30, forces="conservative", flag="conservative_workdir", subdir="train_conservative",
+                       train_config=config.conservative_train_config)
+    cmodel = tc["model"]
 
   dtype = setup_dtype(config)
   import jax
@@ -122,15 +128,15 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
   mass = ARGON_MASS
 
   net = models.model_force_fn(model, dtype=dtype)
-  cons = models.model_force_fn(cmodel, dtype=dtype)
-  cons_energy = models.model_energy_fn(cmodel, dtype=dtype)
   force_fns = {
       "analytical": lj_forces,
       "network": net,
       "network_net_force_removed": diagnostics.without_net_force(net),
       "network_net_force_torque_removed": diagnostics.without_net_force(net, torque=True),
-      "conservative": cons,
   }
+  if with_conservative:
+    cons = force_fns["conservative"] = models.model_force_fn(cmodel, dtype=dtype)
+    cons_energy = models.model_energy_fn(cmodel, dtype=dtype)
 
   # --- MD (Sec. 4.4) ---
   positions0 = jnp.broadcast_to(jnp.asarray(config.initial_positions, dtype), (config.n_samples, 4, 3))
@@ -160,10 +166,12 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
          for k, t in trajs.items()}
   energy = {k: o["energy"] for k, o in obs.items()}
   # The conservative model's own total energy, KE + E_model (eq. 48 with its potential): what its NVE conserves.
-  own = jax.jit(lambda p, q: quantity.total_energy(p, q, mass, cons_energy))
-  c_traj = trajs["conservative"]
-  own_energy = np.concatenate([np.asarray(own(c_traj.positions[s:s + 1000], c_traj.momenta[s:s + 1000]))
-                               for s in range(0, len(c_traj.positions), 1000)])
+  own_energy = None
+  if with_conservative:
+    own = jax.jit(lambda p, q: quantity.total_energy(p, q, mass, cons_energy))
+    c_traj = trajs["conservative"]
+    own_energy = np.concatenate([np.asarray(own(c_traj.positions[s:s + 1000], c_traj.momenta[s:s + 1000]))
+                                 for s in range(0, len(c_traj.positions), 1000)])
 
   runs = {}
   for name, o in obs.items():
@@ -219,10 +227,10 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
   conservativeness_time = time.time() - t0
   # The network's accuracy where the MD goes: compact clusters near the LJ minimum, whose forces are far
   # smaller than the training set's (coordinates ~ N(0, 3 A)), so the same absolute error weighs more.
-  accuracy, accuracy_conservative = {}, {}
+  accuracy, accuracy_conservative = {}, ({} if with_conservative else None)
   f_ref_all = np.asarray(jax.jit(lj_forces)(both))
   n_test = len(test_positions)
-  for fn, acc in ((net, accuracy), (cons, accuracy_conservative)):
+  for fn, acc in ((net, accuracy),) + (((cons, accuracy_conservative),) if with_conservative else ()):
     f_net_all = np.asarray(jax.jit(fn)(both))
     for name, sl in (("test_configurations", slice(0, n_test)), ("md_frames", slice(n_test, None))):
       pos, f_ref, f_net = both[sl], f_ref_all[sl], f_net_all[sl]
@@ -232,6 +240,8 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
   print(f"four_body_md: lambda = ||J - J^T|| / ||J|| over {config.n_test_configs} test configurations: "
         + ", ".join(f"{k} {v['lambda_mean']:.3g}" for k, v in conservativeness.items()), flush=True)
   for label, acc in (("direct", accuracy), ("conservative", accuracy_conservative)):
+    if acc is None:
+      continue
     print(f"four_body_md: {label} network force RMSE " + ", ".join(
         f"on {k.replace('_', ' ')} {v['force_rmse_eV_A']:.2e} eV/A (LJ force RMS there {v['force_rms_eV_A']:.2e})"
         for k, v in acc.items()), flush=True)
@@ -239,6 +249,8 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
   # --- Gradient through MD w.r.t. the network parameters ---
   grads = {}
   for label, m in (("direct", model), ("conservative", cmodel)):
+    if m is None:
+      continue
     grad = grads[label] = gradient_through_md(m, positions0, momenta0, ref.positions[config.grad_steps], config,
                                               dtype)
     print(f"four_body_md: {label}: d(position MSD at step {config.grad_steps})/d(params): |grad| "
@@ -275,7 +287,8 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
     np.savez_compressed(
         os.path.join(workdir, "trajectories.npz"), steps=steps, positions_steps=steps[::config.save_every],
         **{f"{k}_positions": t.positions[::config.save_every] for k, t in trajs.items()},
-        **{f"{k}_total_energy": energy[k] for k in trajs}, conservative_own_total_energy=own_energy)
+        **{f"{k}_total_energy": energy[k] for k in trajs},
+        **({} if own_energy is None else dict(conservative_own_total_energy=own_energy)))
 
   # --- Results ---
   net_runs = ("network", "network_net_force_removed")
@@ -288,15 +301,18 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
     headline[f"energy_drift_rel_network{suffix}"] = runs[name]["energy_drift_rel"]
     headline[f"lambda_network{suffix}"] = runs[name]["lambda"]
   headline["energy_drift_rel_analytical"] = runs["analytical"]["energy_drift_rel"]
-  c = runs["conservative"]
-  for s, v in c["position_rmsd_A"].items():
-    headline[f"position_rmsd_{s}_A_conservative"] = v
-  for s, v in c["energy_rmsd_eV"].items():
-    headline[f"energy_rmsd_{s}_eV_conservative"] = v
-  headline["energy_drift_rel_conservative"] = c["own_energy_drift_rel"]
-  headline["lambda_conservative"] = c["lambda"]
+  if with_conservative:
+    c = runs["conservative"]
+    for s, v in c["position_rmsd_A"].items():
+      headline[f"position_rmsd_{s}_A_conservative"] = v
+    for s, v in c["energy_rmsd_eV"].items():
+      headline[f"energy_rmsd_{s}_eV_conservative"] = v
+    headline["energy_drift_rel_conservative"] = c["own_energy_drift_rel"]
+    headline["lambda_conservative"] = c["lambda"]
   force_fields = {}
   for label, name in FORCE_FIELDS.items():
+    if name not in runs:
+      continue
     r = runs[name]
     ff = dict(agreement_horizon_steps=r.get("agreement_horizon_steps"))
     for s in config.position_rmsd_steps:
@@ -316,7 +332,7 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
       network_accuracy=accuracy,
       conservative_accuracy=accuracy_conservative,
       gradient_through_md=grad,
-      gradient_through_md_conservative=grads["conservative"],
+      gradient_through_md_conservative=grads.get("conservative"),
       definitions=dict(
           position_rmsd="eq. 49: sqrt(mean over samples and atoms of |r_analytical - r_network|^2), A",
           energy_rmsd="eq. 50: sqrt(mean over samples of (E_analytical - E_network)^2), E from eq. 48 with the "
@@ -343,13 +359,14 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
       trained_here=trained_here,
       model_test_force_rmse=train_results.get("test_force_rmse"),
       model_sizes=list(model.sizes),
-      conservative_workdir=os.path.abspath(tc["train_workdir"]),
-      conservative_trained_here=tc["trained_here"],
-      conservative_model_test_force_rmse=tc["train_results"].get("test_force_rmse"),
-      conservative_model_test_energy_rmse_eV=tc["train_results"].get("test_energy_rmse_eV"),
-      conservative_model_sizes=list(cmodel.sizes),
-      conservative_model_head_hidden=list(cmodel.head_hidden),
-      conservative_train_wall_time_s=tc["train_time_s"],
+      **({} if tc is None else dict(
+          conservative_workdir=os.path.abspath(tc["train_workdir"]),
+          conservative_trained_here=tc["trained_here"],
+          conservative_model_test_force_rmse=tc["train_results"].get("test_force_rmse"),
+          conservative_model_test_energy_rmse_eV=tc["train_results"].get("test_energy_rmse_eV"),
+          conservative_model_sizes=list(cmodel.sizes),
+          conservative_model_head_hidden=list(cmodel.head_hidden),
+          conservative_train_wall_time_s=tc["train_time_s"])),
       n_samples=config.n_samples, n_steps=config.n_steps, dt_ps=config.dt, temperature_K=config.temperature,
       initial_temperature_K=float(np.mean(quantity.temperature(momenta0, mass))),
       train_wall_time_s=train_time,

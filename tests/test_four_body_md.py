@@ -115,3 +115,17 @@ def test_config_and_flag_errors(tmp_path):
       cwd=REPO, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert "no trained model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_quick_default_has_no_conservative_run(tiny_run, tmp_path):
+  # The conservative run is opt-in (its training alone takes ~17 min at the quick budget): with no conservative
+  # workdir or train config, the binary runs the four direct force fields and reports no conservative figures.
+  assert md_config.get_config().conservative_train_config == "" == md_config.get_config().conservative_workdir
+  workdir, _, _ = tiny_run
+  config = md_config.get_config("tiny")
+  config.conservative_train_config = ""
+  with contextlib.redirect_stdout(io.StringIO()):
+    r = four_body_md.run(config, str(tmp_path / "md"), train_workdir=os.path.join(workdir, "train"))
+  assert set(r["force_fields"]) == {"analytical", "direct"} and "conservative" not in r["runs"]
+  assert r["gradient_through_md_conservative"] is None and "conservative_workdir" not in r
+  assert np.isfinite(r["runs"]["network"]["position_rmsd_final_A"])

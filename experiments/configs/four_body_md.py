@@ -20,10 +20,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # vectors"), a departure from eq. 9 that the MD benefits from; --config.train_config=quick trains eq. 9, and the
   # paper variant trains the paper's model.
   c.train_config = "smooth"
-  # The conservative model (F = -grad E): a four_body workdir trained with forces = "conservative"; "" = train one
-  # first in <workdir>/train_conservative with `conservative_train_config`. --conservative_workdir overrides this.
+  # The conservative model (F = -grad E), a fifth run: a four_body workdir trained with forces = "conservative"
+  # (--conservative_workdir overrides this key), or, when empty, one trained first in <workdir>/train_conservative
+  # with `conservative_train_config`. Both empty (the quick default) = no conservative run: its training takes
+  # ~17 min on 2 cores; `--config.conservative_train_config=conservative` runs it (README "Direct or conservative
+  # forces?").
   c.conservative_workdir = ""
-  c.conservative_train_config = "conservative"
+  c.conservative_train_config = ""
   # MD (Sec. 4.4, docs/decisions.md §8): 10 samples from the same positions, Maxwell-Boltzmann velocities at 10 K with the
   # centre-of-mass momentum removed, velocity Verlet, 1 fs, 10,000 steps, in float64.
   c.dtype = "float64"
