@@ -29,3 +29,19 @@ def test_a_compressed_crystal_expands_to_60_k_and_zero_pressure():
   # Thermal expansion: argon at 60 K sits above the lattice constant the paper starts from.
   assert th.lattice_constant > ARGON_FCC_LATTICE_CONSTANT
   assert th.positions.shape == (500, 3) and np.all(np.isfinite(th.positions))
+
+
+def test_a_list_allocated_for_an_array_box_keeps_hashable_metadata():
+  # The barostat hands the neighbor manager its current box as an array; jax-md derives the cell size from it
+  # and stores it as static pytree metadata, which jit compares between calls: it must be a plain number.
+  import jax
+  import jax.numpy as jnp
+  from jax_md import space
+
+  from unitary_enn import neighbors, structures
+  displacement_fn, _ = space.periodic_general(26.0, fractional_coordinates=True)
+  manager = neighbors.NeighborManager(displacement_fn, 26.0, 10.0, fractional_coordinates=True)
+  sites = jnp.asarray(structures.fcc_lattice(5, 1.0 / 5))
+  neighbor = manager.allocate(sites, box=jnp.asarray(26.0))
+  assert isinstance(neighbor.cell_size, float)
+  hash(jax.tree_util.tree_structure(neighbor))

@@ -128,7 +128,13 @@ class NeighborManager:
     self.neighbor_fn = self._make(self.multiplier)
 
   def allocate(self, positions, max_attempts: int = 8, **kwargs):
-    """A list for `positions` (outside jit) that holds every neighbour; grows the capacity until it does."""
+    """A list for `positions` (outside jit) that holds every neighbour; grows the capacity until it does.
+
+    A scalar `box=` (a side, e.g. the barostat's current one) is handed to jax-md as a Python float: jax-md keeps
+    the cell size computed from it as static pytree metadata, where an array breaks jit's cache comparisons.
+    """
+    if "box" in kwargs and np.ndim(kwargs["box"]) == 0:
+      kwargs["box"] = float(kwargs["box"])
     for _ in range(max_attempts):
       neighbor = self.neighbor_fn.allocate(positions, **kwargs)
       self.stats["allocations"] += 1
