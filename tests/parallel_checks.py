@@ -18,7 +18,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 from jax_md import partition, space  # noqa: E402
 
-from unitary_enn import descriptors, models, network, parallel, simulate, structures, training  # noqa: E402
+from unitary_enn import descriptors, energy, models, network, parallel, simulate, structures, training  # noqa: E402
 from unitary_enn.constants import ARGON_MASS  # noqa: E402
 from unitary_enn.quantity import maxwell_boltzmann_momenta  # noqa: E402
 
@@ -69,6 +69,30 @@ def sharded_species(mesh):
   f1 = jax.jit(models.many_body_force_fn(model, displacement_fn))(positions, nbrs, species=species)
   f4 = jax.jit(models.many_body_force_fn(model, displacement_fn, mesh=mesh))(positions, nbrs, species=species)
   return dict(species_force_diff=float(jnp.abs(f1 - f4).max()), species_max_force=float(jnp.abs(f1).max()))
+
+
+def sharded_conservative(mesh):
+  # F = -grad E with E a sum of atomic energies (scalar descriptors as a feature row): each device computes its
+  # rows' atomic energies; the gradient with respect to the replicated positions sums every device's share.
+  k = 8
+  r_s = descriptors.radial_grid(3.0, k, 0.4)
+  params = energy.init_energy_network(jax.random.PRNGKey(12), (k, 6, 5), (8,), n_features=1, dtype=jnp.float64)
+  model = models.Model(kind="many_body", params=params, sizes=(k, 6, 5), dtype="float64", eps=0.1,
+                       scales={"inputs": np.linspace(0.5, 1.5, k), "targets": [0.05], "energy": 0.05,
+                               "energy_offset": -0.02, "feature_inputs": np.linspace(2.0, 1.0, k)},
+                       basis=models.Basis(r_s, 2.0, 6.0), forces="conservative", head_hidden=(8,),
+                       scalar_features=True)
+  box = 3 * 5.26
+  positions = jnp.asarray(structures.fcc_lattice(3), jnp.float64)
+  positions = (positions + 0.05 * jax.random.normal(jax.random.PRNGKey(13), positions.shape)) % box
+  displacement_fn, _ = space.periodic(box)
+  nbrs = partition.neighbor_list(displacement_fn, box, 6.0, format=partition.Dense).allocate(positions)
+  e1 = jax.jit(models.many_body_energy_fn(model, displacement_fn))(positions, nbrs)
+  e4 = jax.jit(models.many_body_energy_fn(model, displacement_fn, mesh=mesh))(positions, nbrs)
+  f1 = jax.jit(models.many_body_force_fn(model, displacement_fn))(positions, nbrs)
+  f4 = jax.jit(models.many_body_force_fn(model, displacement_fn, mesh=mesh))(positions, nbrs)
+  return dict(conservative_energy_diff=float(abs(e1 - e4)), conservative_force_diff=float(jnp.abs(f1 - f4).max()),
+              conservative_max_force=float(jnp.abs(f1).max()))
 
 
 def sharded_md(model, mesh):
@@ -127,11 +151,13 @@ def main():
   mesh = parallel.device_mesh()
   out = dict(devices=len(jax.devices()))
   model = many_body_model()
-  which = sys.argv[1:] or ["forces", "species", "md", "training", "replicas"]
+  which = sys.argv[1:] or ["forces", "species", "conservative", "md", "training", "replicas"]
   if "forces" in which:
     out.update(sharded_forces(model, mesh))
   if "species" in which:
     out.update(sharded_species(mesh))
+  if "conservative" in which:
+    out.update(sharded_conservative(mesh))
   if "md" in which:
     out.update(sharded_md(model, mesh))
   if "training" in which:

@@ -226,8 +226,6 @@ def test_many_body_conservative_model_file_round_trip(tmp_path, many_body_fields
   pos, side = _box()
   assert float(uenn.load_energy_field(str(tmp_path))(pos, side)) == float(energy_field(pos, side))
   np.testing.assert_array_equal(uenn.load_force_field(str(tmp_path))(pos, side), forces(pos, side))
-  with pytest.raises(ValueError, match="no device-mesh path"):
-    models.many_body_force_fn(back, lambda a, b: b - a, mesh=object())
 
 
 # --- NVE conserves the model's own energy -----------------------------------------------------------------------

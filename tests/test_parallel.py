@@ -21,7 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.fixture(scope="module")
 def results():
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+             PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))
   proc = subprocess.run([sys.executable, os.path.join(HERE, "parallel_checks.py")], env=env, capture_output=True,
                         text=True, timeout=900, cwd=os.path.dirname(HERE))
   assert proc.returncode == 0, proc.stderr[-4000:]
@@ -45,6 +46,14 @@ def test_sharded_forces_with_species_and_linear_path(results):
   # A two-species model with a linear path: each device takes its rows' species for the centre channels.
   assert results["species_max_force"] > 1e-4
   assert results["species_force_diff"] <= 1e-12 * max(1.0, results["species_max_force"])
+
+
+def test_sharded_conservative_energy_and_forces(results):
+  # F = -grad E over a mesh: each device sums its rows' atomic energies; jax adds up every device's contribution
+  # to the gradient with respect to the replicated positions.
+  assert results["conservative_max_force"] > 1e-4
+  assert results["conservative_energy_diff"] < 1e-12
+  assert results["conservative_force_diff"] <= 1e-12 * max(1.0, results["conservative_max_force"])
 
 
 def test_sharded_md_equals_single_device_md(results):

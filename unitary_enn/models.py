@@ -522,7 +522,8 @@ def model_energy_fn(model: Model | str, *, dtype=None, precision=None) -> Callab
 
 
 def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, precision=None):
-  """(params, dtype, descriptors_of(positions, neighbor) -> standardized `(N, 3 [+ 1], K)` network inputs)."""
+  """(params, dtype, descriptors_of(positions, neighbor, rows=None) -> standardized `(N, 3 [+ 1], K)` network
+  inputs; with `rows`, `neighbor` is those rows of a Dense list's idx and the inputs are theirs, `(R, ...)`)."""
   params = jax.tree.map(jnp.asarray, model.params)
   dtype = jnp.dtype(model.dtype)
   b = model.basis
@@ -530,11 +531,12 @@ def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, pre
   _, descriptor_fn = vector_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, **kw)
   _, scalar_fn = scalar_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, **kw)
 
-  def descriptors_of(positions, neighbor):
-    d = descriptor_fn(positions, neighbor, dtype=descriptor_dtype or dtype, precision=precision).astype(dtype)
+  def descriptors_of(positions, neighbor, rows=None):
+    kw = dict(dtype=descriptor_dtype or dtype, precision=precision, rows=rows)
+    d = descriptor_fn(positions, neighbor, **kw).astype(dtype)
     d = d / jnp.asarray(model.scales["inputs"], dtype)
     if model.scalar_features:  # the scalar descriptors (eq. 34) as a feature row (Sec. 3.3)
-      s = scalar_fn(positions, neighbor, dtype=descriptor_dtype or dtype, precision=precision).astype(dtype)
+      s = scalar_fn(positions, neighbor, **kw).astype(dtype)
       d = jnp.concatenate([d, (s / jnp.asarray(model.scales["feature_inputs"], dtype))[:, None, :]], axis=1)
     return d
 
@@ -542,12 +544,13 @@ def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, pre
 
 
 def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
-                        precision=None, per_atom: bool = False):
+                        precision=None, per_atom: bool = False, mesh=None):
   """The energy of a conservative many-atom model on a jax-md neighbor list: E = sum_i e(D_i) (Sec. 3.5-3.6).
 
   e(D_i) = s_E e_std(D_i / s_D) + e_0: vector descriptors (eq. 51; with `model.scalar_features`, the scalar ones of
   eq. 34 as a feature row) -> UENN -> Gram invariants of its output vectors -> scalar head. Arguments as in
-  `many_body_force_fn`.
+  `many_body_force_fn`; with `mesh` the atomic energies of a Dense list's rows are computed over the mesh's devices
+  (`parallel.shard_rows`), and -grad E sums every device's contribution to each position.
 
   Returns:
     `energy_fn(positions (N, 3) A, neighbor, **unused) -> ()` eV (or the atomic energies `(N,)` with per_atom),
@@ -558,10 +561,20 @@ def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | Non
   e_scale = jnp.asarray(model.scales["energy"], dtype)
   e_offset = jnp.asarray(model.scales["energy_offset"], dtype)
 
+  def atomic(positions, neighbor, rows=None):
+    return energy.apply_energy_network(params, descriptors_of(positions, neighbor, rows), activation=model.activation,
+                                       n_features=int(model.scalar_features), eps=model.eps,
+                                       precision=precision) * e_scale + e_offset
+
+  sharded = None if mesh is None else parallel.shard_rows(lambda p, idx, rows: atomic(p, idx, rows), mesh)
+
   def energy_fn(positions, neighbor, **unused_kwargs):
-    e = energy.apply_energy_network(params, descriptors_of(positions, neighbor), activation=model.activation,
-                                    n_features=int(model.scalar_features), eps=model.eps,
-                                    precision=precision) * e_scale + e_offset
+    if sharded is None:
+      e = atomic(positions, neighbor)
+    elif partition.is_sparse(neighbor.format):
+      raise ValueError("an energy function over a device mesh needs a Dense neighbor list")
+    else:
+      e = sharded(positions, neighbor.idx)
     e = e.astype(positions.dtype)
     return e if per_atom else jnp.sum(e)
 
@@ -599,10 +612,8 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
   """
   model = _kind(load_model(model), "many_body", "many_body_force_fn")
   if model.conservative:
-    if mesh is not None:
-      raise ValueError("a conservative model's forces (-grad E) have no device-mesh path yet; pass mesh=None")
     energy_fn = many_body_energy_fn(model, displacement_fn, block=block, descriptor_dtype=descriptor_dtype,
-                                    precision=precision)
+                                    precision=precision, mesh=mesh)
 
     def force_fn(positions, neighbor, **unused_kwargs):
       return -jax.grad(energy_fn)(positions, neighbor)
