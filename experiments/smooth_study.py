@@ -103,7 +103,9 @@ def run_stages(config, workdir: str) -> None:
       _run_stage("four_body_md", [f"--config={CONFIGS}/four_body_md.py:{config.four_body_md_config}",
                                   f"--train_workdir={os.path.join(d, 'four_body')}"], os.path.join(d, "four_body_md"))
     if "many_body" in stages:
-      _run_stage("many_body", [f"--config={CONFIGS}/many_body.py:{config.many_body_config}", *overrides],
+      # The paper's network (no linear path beside it): the study compares its unit vectors, eq. 9 or smooth.
+      _run_stage("many_body", [f"--config={CONFIGS}/many_body.py:{config.many_body_config}",
+                               "--config.linear_path=False", "--config.compare_plain=False", *overrides],
                  os.path.join(d, "many_body"))
       cross = os.path.join(d, "cross_md")
       if first_cross:

@@ -22,6 +22,8 @@ def test_configs():
   assert paper.r_s_start == 2.8 and paper.eta == 100.0 and paper.r_cut == 10.0
   assert tuple(paper.box_sides) == constants.PAPER_BOX_SIDES
   quick = many_body_config.get_config()
+  # The quick lj/cut run trains the network with a linear path beside it and the paper's network in plain/.
+  assert quick.linear_path and quick.compare_plain and not paper.linear_path
   net, bases = many_body.bases_of(quick)
   assert len(bases[net]["r_s"]) == quick.n_descriptors
   assert set(bases) >= {many_body.basis_name(2.8, 73), many_body.basis_name(2.6, 75)}
