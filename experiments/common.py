@@ -206,3 +206,18 @@ def trained_model(config, workdir: str, train_workdir: str | None, *, trained_by
   train_results = files.read_json(results_path) if os.path.exists(results_path) else {}
   return dict(model=model, train_workdir=train_workdir, trained_here=trained_here, train_time_s=train_time,
               train_results=train_results)
+
+
+def conservative_model(config, workdir: str, conservative_workdir: str | None, *, trained_by: str, caller: str,
+                       minutes: int) -> dict | None:
+  """The optional conservative model of an MD binary (`trained_model` with forces="conservative"), or None.
+
+  The run is opt-in: it happens when `conservative_workdir` (the flag), `config.conservative_workdir` or
+  `config.conservative_train_config` (train one in `<workdir>/train_conservative`) is given, because training a
+  conservative model takes far longer than the direct one.
+  """
+  if not (conservative_workdir or config.conservative_workdir or config.conservative_train_config):
+    return None
+  return trained_model(config, workdir, conservative_workdir, trained_by=trained_by, caller=caller, minutes=minutes,
+                       forces="conservative", flag="conservative_workdir", subdir="train_conservative",
+                       train_config=config.conservative_train_config)

@@ -34,8 +34,8 @@ import hashlib
 import os
 import time
 
-from experiments.common import (RESULTS, experiment_main, prepare_workdir, setup_dtype, trained_model, train_workdir_flag,
-                                with_trained_model)
+from experiments.common import (RESULTS, conservative_model, experiment_main, prepare_workdir, setup_dtype,
+                                trained_model, train_workdir_flag, with_trained_model)
 
 LABELS = {"analytical": "analytical lj/cut", "network": "ENN", "conservative": "ENN, conservative"}
 COLORS = {"analytical lj/cut": "k", "ENN": "C0", "ENN, conservative": "C3"}
@@ -89,13 +89,10 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
   model, train_workdir, train_results = tm["model"], tm["train_workdir"], tm["train_results"]
   trained_here, train_time = tm["trained_here"], tm["train_time_s"]
   # The conservative run is opt-in outside the tiny config: training its model takes ~30x the direct one's time.
-  with_conservative = bool(conservative_workdir or config.conservative_workdir or config.conservative_train_config)
-  tc = cmodel = None
-  if with_conservative:
-    tc = trained_model(config, workdir, conservative_workdir, trained_by="many_body", caller="cross_md",
-                       minutes=60, forces="conservative", flag="conservative_workdir", subdir="train_conservative",
-                       train_config=config.conservative_train_config)
-    cmodel = tc["model"]
+  tc = conservative_model(config, workdir, conservative_workdir, trained_by="many_body", caller="cross_md",
+                          minutes=60)
+  with_conservative = tc is not None
+  cmodel = tc["model"] if with_conservative else None
 
   dtype = setup_dtype(config)
   import jax.numpy as jnp

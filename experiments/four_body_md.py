@@ -32,8 +32,8 @@ from __future__ import annotations
 import os
 import time
 
-from experiments.common import (RESULTS, experiment_main, prepare_workdir, setup_dtype, trained_model, train_workdir_flag,
-                                with_trained_model)
+from experiments.common import (RESULTS, conservative_model, experiment_main, prepare_workdir, setup_dtype,
+                                trained_model, train_workdir_flag, with_trained_model)
 
 
 # The run variants: name -> (label in figures, line style, color).
@@ -107,13 +107,10 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
   trained_here, train_time = tm["trained_here"], tm["train_time_s"]
   # The conservative run is opt-in (--conservative_workdir, config.conservative_workdir, or a
   # config.conservative_train_config to train here): its training takes ~17 min, beyond the quick default's budget.
-  with_conservative = bool(conservative_workdir or config.conservative_workdir or config.conservative_train_config)
-  tc = cmodel = None
-  if with_conservative:
-    tc = trained_model(config, workdir, conservative_workdir, trained_by="four_body", caller="four_body_md",
-                       minutes=30, forces="conservative", flag="conservative_workdir", subdir="train_conservative",
-                       train_config=config.conservative_train_config)
-    cmodel = tc["model"]
+  tc = conservative_model(config, workdir, conservative_workdir, trained_by="four_body", caller="four_body_md",
+                          minutes=30)
+  with_conservative = tc is not None
+  cmodel = tc["model"] if with_conservative else None
 
   dtype = setup_dtype(config)
   import jax

@@ -242,6 +242,15 @@ def channel_scales(x):
   return np.where(s > 0, s, 1.0)
 
 
+def data_summary(ds) -> dict:
+  """The results.json entries that describe the data sets: atom counts, boxes and the test forces' range."""
+  test = ds["test"]
+  return dict(num_test_atoms=len(test), num_train_atoms=len(ds["train"]), num_validation_atoms=len(ds["validation"]),
+              atoms_per_box={name: [dict(side=float(a), atoms=int(b)) for a, b in zip(s.box_sides, s.counts)]
+                             for name, s in ds.items()},
+              test_force_range=[float(test.forces.min()), float(test.forces.max())])
+
+
 def train_network(config, ds, basis, bases, linear_coef, workdir, dtype, label):
   """Train the ENN on `basis` (with the linear path `linear_coef` `(M,)`, or without when None) in `workdir`.
 
@@ -609,11 +618,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       reference_potential=reference,
       cost_box=dict(side=side, atoms=len(cost_pos)),
       basis=net_basis,
-      num_test_atoms=len(test),
-      num_train_atoms=len(ds["train"]), num_validation_atoms=len(ds["validation"]),
-      atoms_per_box={name: [dict(side=float(a), atoms=int(b)) for a, b in zip(s.box_sides, s.counts)]
-                     for name, s in ds.items()},
-      test_force_range=[float(test.forces.min()), float(test.forces.max())],
+      **data_summary(ds),
       test_force_rms=float(np.sqrt(np.mean(test.forces ** 2))),
       target_force_std=float(np.sqrt(np.mean(ds["train"].forces ** 2))),
       # eps > 0: |G| of the network's response at zero input and |G - c| / |c|, eV/A per standardized unit.
@@ -681,11 +686,7 @@ def _write_conservative_results(config, workdir, ds, net_basis, linear, out, dat
       paper_test_force_rmse=MANY_BODY_PAPER_TEST_RMSE,
       linear_reference=linear,
       basis=net_basis,
-      num_test_atoms=len(test),
-      num_train_atoms=len(ds["train"]), num_validation_atoms=len(ds["validation"]),
-      atoms_per_box={name: [dict(side=float(a), atoms=int(b)) for a, b in zip(s.box_sides, s.counts)]
-                     for name, s in ds.items()},
-      test_force_range=[float(test.forces.min()), float(test.forces.max())],
+      **data_summary(ds),
       target_force_std=out["target_force_std"],
       num_params=out["n_params"],
       steps=result.steps,

@@ -9,7 +9,7 @@ no energy; ASE then raises `PropertyNotImplementedError` for "energy", which is 
 Langevin never ask for. ASE's optimizers (FIRE, BFGS, ...) move on forces alone but call
 `get_potential_energy()` once per step for their log line: pass `energy_placeholder=float("nan")` to let them run;
 the logged energy is then NaN, visibly not a number (FIRE's optional `downhill_check` does use energies and must
-stay off). A conservative model (`Model.forces == "conservative"`, where the package has
+stay off). A conservative model (`Model.forces == "conservative"`, energy from
 `models.load_energy_field`) also gives "energy" (eV) and its forces are -dE/dr.
 
 Cells: free clusters (`pbc` all False; the cell is ignored) and cubic periodic cells (`pbc` all True, cell
@@ -37,11 +37,6 @@ def model_symbols(model: models.Model) -> tuple[str, ...] | None:
   """The chemical symbols a model knows, in its species order; None when its file names no species (one
   species: argon for the paper's models)."""
   return tuple(model.species) if model.species else None
-
-
-def is_conservative(model: models.Model) -> bool:
-  """Whether the model predicts an energy whose gradient is the force (the conservative model kind)."""
-  return getattr(model, "forces", "direct") == "conservative"
 
 
 def cubic_box(atoms) -> float | None:
@@ -83,14 +78,12 @@ class UENNCalculator(Calculator):
     self.symbols = model_symbols(self.model)
     self.traces = 0
     self.energy_placeholder = energy_placeholder
-    self.conservative = is_conservative(self.model)
+    self.conservative = self.model.conservative
     # Per instance: a conservative model (or a placeholder energy) adds "energy".
     self.implemented_properties = ["forces"] + (
         ["energy", "free_energy"] if self.conservative or energy_placeholder is not None else [])
     self._energy = None
     if self.conservative:
-      if not hasattr(models, "load_energy_field"):
-        raise NotImplementedError("this model is conservative but this unitary_enn has no models.load_energy_field")
       self._energy = models.load_energy_field(self.model)
       self._forces = models.load_force_field(self.model)
     elif self.model.kind == "four_body":
