@@ -178,7 +178,6 @@ def max_channel_relative_difference(a, b, floor: float = 1e-30) -> float:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  import jax
   import jax.numpy as jnp
   import numpy as np
   from jax_md import partition, space
@@ -240,12 +239,14 @@ def main(argv):
         row["budgets"] = {}
         for kb in bands:
           for lb in FLAGS.budgets:
-            block = descriptors._block_size(len(positions), m * kb * 3, 1 << int(lb))
+            cost = m * descriptors._pair_cost(73, kb, 1, True)
+            block = descriptors._block_size(len(positions), cost, 1 << int(lb))
             t = timed(sum_fn(displacement, band=kb, block=block), positions, nbr, repeats=FLAGS.repeats)
             row["budgets"][f"band{kb}_2^{lb}"] = dict(block_rows=block, **t)
             print(f"descriptor_sum:   band {kb}, budget 2^{lb}: {block} rows a block, {_ms(t)}", flush=True)
         for lb in FLAGS.budgets:
-          block = descriptors._block_size(len(positions), m * 73 * 3, 1 << int(lb))
+          cost = m * descriptors._pair_cost(73, None, 1, True)
+          block = descriptors._block_size(len(positions), cost, 1 << int(lb))
           t = timed(sum_fn(displacement, band=0, block=block), positions, nbr, repeats=FLAGS.repeats)
           row["budgets"][f"plain_2^{lb}"] = dict(block_rows=block, **t)
           print(f"descriptor_sum:   plain, budget 2^{lb}: {block} rows a block, {_ms(t)}", flush=True)

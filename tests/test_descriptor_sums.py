@@ -231,6 +231,11 @@ def test_block_budget_follows_the_device():
   assert descriptors._block_budget("gpu", None) == descriptors.ACCELERATOR_BLOCK_BUDGET
   assert descriptors._block_budget("gpu", {}) == descriptors.ACCELERATOR_BLOCK_BUDGET
   # Rows per block from the budget; the default device here is the CPU.
-  assert descriptors._block_size(10_000, 1000, budget=2**20) == 1048
+  # At most budget // cost rows (1048 here), spread evenly: 10 blocks of 1000, not 9 of 1048 and one of 568.
+  assert descriptors._block_size(10_000, 1000, budget=2**20) == 1000
   assert descriptors._block_size(10, 1000, budget=2**20) == 10
-  assert descriptors._block_size(10**6, 1000) == cpu // 1000
+  for n in (10**6, 4_000, 4_001, 108_000):
+    block = descriptors._block_size(n, 1000)
+    n_blocks = -(-n // block)
+    assert block <= cpu // 1000 and n_blocks == -(-n // min(n, cpu // 1000))  # fewest blocks within the budget
+    assert n_blocks * block - n < n_blocks  # padding: less than one row per block

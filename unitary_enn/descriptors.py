@@ -43,7 +43,7 @@ from jax_md import partition
 
 from unitary_enn import checks
 from unitary_enn.layers import get_activation, glorot_uniform, resolve_precision
-from unitary_enn.constants import PAPER_ETA, PAPER_N_DESCRIPTORS, PAPER_R_CUT, PAPER_R_S_START, PAPER_R_S_STEP
+from unitary_enn.constants import PAPER_N_DESCRIPTORS, PAPER_R_S_START, PAPER_R_S_STEP
 from unitary_enn.neighbors import minimum_image, neighbor_format, neighbor_list_model, pair_displacements
 
 Array = jax.Array
@@ -115,33 +115,42 @@ def edge_features(r: Array, *, r_s: Array, eta: Array | float, r_cut: float,
 
 
 def _pair_terms(dr: Array, valid: Array, r_cut: float, cutoff: CutoffFn, vector: bool):
-  """Distances and cutoff weights of pairs, safely masked (no NaN/inf in values or gradients).
+  """Distances, cutoff weights and unit vectors of pairs, safely masked (no NaN/inf in values or gradients).
 
-  The factors of a pair's terms in eq. 34-35 other than its Gaussians: f_c(r_ij) r_ij / r_ij (vector) or
-  f_c(r_ij) (scalar). They multiply the pair's 3 (or 1) numbers, not its K Gaussians.
+  The factors of a pair's terms in eq. 34-35 other than its Gaussians: f_c(r_ij), which `_row_sums` multiplies
+  into the pair's K Gaussians, and r_ij / r_ij (vector).
 
   Args:
     dr: `(..., 3)` r_ij = r_j - r_i in A.
     valid: `(...)` bool, False for padding and self pairs.
     r_cut, cutoff: the cutoff radius in A and function.
-    vector: return the vector weight (eq. 35) rather than the scalar one (eq. 34).
+    vector: also return the unit vectors (eq. 35).
 
   Returns:
-    r `(...)` in A (1 for invalid pairs, so that their Gaussians and gradients stay finite) and the weight
-    `(..., 3)` (vector) or `(...)` (scalar), zero for invalid pairs, r = 0 or r >= r_cut. A pair whose distance
-    is NaN (a NaN position, under jit where it cannot be rejected) gets a NaN weight, so the atoms that see it
-    get NaN descriptors instead of losing a neighbour; an infinite distance (an atom at infinity, or a squared
-    distance that overflows) is beyond the cutoff.
+    r `(...)` in A (1 for invalid pairs, so that their Gaussians and gradients stay finite), the cutoff weight
+    f_c `(...)` and the unit vectors `(3, ...)` (coordinates first; None when not `vector`), zero for invalid
+    pairs, r = 0 or r >= r_cut. A pair whose distance is NaN (a NaN position, under jit where it cannot be
+    rejected) gets a NaN weight, so the atoms that see it get NaN descriptors instead of losing a neighbour; an
+    infinite distance (an atom at infinity, or a squared distance that overflows) is beyond the cutoff.
+
+    Coordinates come first because XLA's CPU code for `(..., 3)` arrays is slow, and the cutoff goes into the
+    Gaussians rather than into the 3 components: both measured faster on 2 CPU cores (benchmarks/RESULTS.md,
+    "Network MD on one machine, before and after").
   """
-  r2 = jnp.sum(dr * dr, axis=-1)
-  # Comparisons with NaN are False: without this the pair would silently drop out of the sums.
-  poison = jnp.where(valid & jnp.isnan(r2), r2, 0.0)[..., None]
-  valid = valid & (r2 > 0) & (r2 < r_cut * r_cut)
+  d = jnp.moveaxis(dr, -1, 0)  # coordinates first: the arithmetic below runs on (...)-shaped arrays
+  r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+  # Comparisons with NaN are False, so the tests are written as "not outside": a NaN distance stays in, and its
+  # NaN reaches the sums, where "0 < r2 < r_cut^2" would silently drop the pair. (A separate NaN test added to
+  # every pair's weight cost 7% of the sum on 32,000 atoms.)
+  valid = valid & ~(r2 <= 0) & ~(r2 >= r_cut * r_cut)
   r = jnp.sqrt(jnp.where(valid, r2, 1.0))
   fc = jnp.where(valid, cutoff(r, r_cut), 0.0)
-  if vector:
-    return r, dr * (fc / r)[..., None] + poison
-  return r, fc + poison[..., 0]
+  return r, fc, (jnp.where(valid, d / r, 0.0) if vector else None)
+
+
+def _pair_weights(fc: Array, u: Array | None, vector: bool) -> Array:
+  """The weight of a pair's Gaussians in eq. 34 / 35: f_c `(...)` or f_c r_ij / r_ij, one pair per row `(..., 3)`."""
+  return jnp.moveaxis(u * fc, 0, -1) if vector else fc
 
 
 # --- The sum over a pair's Gaussians: the full basis or the band around r -------------------------------
@@ -253,24 +262,26 @@ def _band_layout(acc: Array, vector: bool) -> Array:
   return jnp.transpose(acc, (0, 3, 2, 1) if vector else (0, 2, 1))
 
 
-def _row_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, band: int | None, vector: bool,
-              precision=None) -> Array:
-  """Sums over axis 1 of a block of pairs `(b, m)`: sum_m w v exp(-eta (r - r_s)^2) -> `(b, [3,] S, K)`.
+def _row_sums(r: Array, fc: Array, u: Array | None, v: Array, r_s: Array, eta: Array, band: int | None,
+              vector: bool, precision=None) -> Array:
+  """Sums over axis 1 of a block of pairs `(b, m)`: sum_m [u] f_c v exp(-eta (r - r_s)^2) -> `(b, [3,] S, K)`.
 
   Args:
-    r: `(b, m)` distances in A; w: `(b, m, [3])` weights from `_pair_terms`; v: `(b | 1, m, S)` node features
-    of the neighbours; band: the band width (`_band_width`) or None for the full basis; precision: of the
-    contraction over neighbours (`layers.PRECISIONS`, default full float32).
+    r, fc, u: `(b, m)` distances in A, `(b, m)` cutoff weights and `(3, b, m)` unit vectors (or None) from
+    `_pair_terms`; v: `(b | 1, m, S)` node features of the neighbours; band: the band width (`_band_width`) or
+    None for the full basis; precision: of the contraction over neighbours (`layers.PRECISIONS`, default full
+    float32).
   """
   if band is None:
-    g = gaussian_basis(r, r_s, eta)
+    g = gaussian_basis(r, r_s, eta) * fc[..., None]
     prec = resolve_precision(precision, g.dtype)
     if vector:
-      return jnp.einsum("bmx,bmk,bms->bxsk", w, g, jnp.broadcast_to(v, r.shape + v.shape[-1:]), precision=prec)
-    return jnp.einsum("bm,bmk,bms->bsk", w, g, jnp.broadcast_to(v, r.shape + v.shape[-1:]), precision=prec)
+      return jnp.einsum("xbms,bmk->bxsk", u[..., None] * v, g, precision=prec)
+    return jnp.einsum("bmk,bms->bsk", g, jnp.broadcast_to(v, r.shape + v.shape[-1:]), precision=prec)
   b, m = r.shape
   c, g = _banded_gaussians(r, r_s, eta, band)
   v = jnp.broadcast_to(v, (b, m, v.shape[-1]))
+  w = _pair_weights(fc, u, vector)
   payload = _band_payload(g.reshape(b * m, band), w.reshape((b * m,) + w.shape[2:]), v.reshape(b * m, -1),
                           vector)
   acc = jnp.zeros((b, r_s.shape[0]) + payload.shape[2:], payload.dtype)
@@ -391,14 +402,25 @@ def _device_budget(itemsize: int = 4) -> int:
 
 
 def _block_size(n_rows: int, row_cost: int, budget: int | None = None, *, itemsize: int = 4) -> int:
-  """Rows per block so that a block's largest intermediate holds about `budget` numbers.
+  """Rows per block so that a block's largest intermediate holds at most about `budget` numbers.
+
+  The rows are spread evenly over the fewest blocks that respect the budget, so the last block is not mostly
+  padding (4,000 atoms in blocks of 307 would compute 4,298 rows; in 14 blocks of 286, 4,004).
 
   budget None: from the default device (`_block_budget`). An explicit `block` of the public functions
   bypasses this function.
   """
   if budget is None:
     budget = _device_budget(itemsize)
-  return int(max(1, min(n_rows, budget // max(row_cost, 1))))
+  largest = int(max(1, min(n_rows, budget // max(row_cost, 1))))
+  n_blocks = -(-int(n_rows) // largest)
+  return int(max(1, -(-int(n_rows) // max(n_blocks, 1))))
+
+
+def _pair_cost(k: int, band: int | None, s: int, vector: bool) -> int:
+  """Numbers per pair in the largest intermediate of `_row_sums`: the Gaussians `(b, m, S K)` of the full sum,
+  or the band's payload `(P, kb, S, [3])`."""
+  return band * s * (3 if vector else 1) if band else k * s
 
 
 # --- Dense versions (all pairs) ------------------------------------------------------------------------
@@ -424,8 +446,8 @@ def _dense_sums_jit(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vecto
   def one_block(i):
     dr = minimum_image(positions[None, :, :] - positions[jnp.minimum(i, n - 1)][:, None, :], box)
     valid = (i[:, None] != j[None, :]) & (i[:, None] < n)
-    r, w = _pair_terms(dr, valid, r_cut, cutoff, vector)
-    return _row_sums(r, w, node_feat[None], r_s, eta, band, vector, precision)
+    r, fc, u = _pair_terms(dr, valid, r_cut, cutoff, vector)
+    return _row_sums(r, fc, u, node_feat[None], r_s, eta, band, vector, precision)
 
   out = jax.lax.map(one_block, rows)
   out = out.reshape((n_blocks * block,) + out.shape[2:])[:n]
@@ -441,7 +463,8 @@ def _dense(positions, box, r_s, eta, r_cut, cutoff, species, n_species, node_fea
   positions = positions.astype(dtype)
   v, s = _node_features(positions.shape[0], species, n_species, node_features, dtype)
   if block is None:
-    block = _block_size(positions.shape[0], positions.shape[0] * len(r_s) * s * (3 if vector else 1))
+    block = _block_size(positions.shape[0], positions.shape[0] * _pair_cost(
+        len(r_s), _band_option(None, r_s, eta, dtype), s, vector))
   block = checks.positive_int("block", block)
   return _dense_sums(positions, v, jnp.asarray(r_s, dtype), jnp.asarray(eta, dtype), box=box, r_cut=r_cut,
                      cutoff=get_cutoff(cutoff), vector=vector, block=int(block))
@@ -496,22 +519,21 @@ def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, pair_map, r_cu
   dtype = node_feat.dtype
   r_count, m = idx.shape
   s, k = node_feat.shape[1], r_s.shape[0]
-  pair_cost = (band or k) * s * (3 if vector else 1)
-  block = block or _block_size(r_count, m * pair_cost, itemsize=jnp.dtype(dtype).itemsize)
+  block = block or _block_size(r_count, m * _pair_cost(k, band, s, vector), itemsize=jnp.dtype(dtype).itemsize)
   n_blocks = -(-r_count // block)
-  pad = n_blocks * block - r_count
-  idx = jnp.pad(idx, ((0, pad), (0, 0)), constant_values=n).reshape(n_blocks, block, m)
-  rows = jnp.pad(rows, (0, pad), constant_values=n).reshape(n_blocks, block)
 
-  def one_block(args):
-    nbr, i = args  # (b, M), (b,)
+  def one_block(local):
+    # Rows `local` of the list, `(b,)`; those past its end repeat its last row, marked as padding (i = n).
+    inside = local < r_count
+    local = jnp.minimum(local, r_count - 1)
+    nbr, i = idx[local], jnp.where(inside, rows[local], n)  # (b, M), (b,)
     valid = (nbr < n) & (i[:, None] < n) & (nbr != i[:, None])
     jc = jnp.minimum(nbr, n - 1)
     dr = pair_map(positions[jc], positions[jnp.minimum(i, n - 1)]).astype(dtype)
-    r, w = _pair_terms(dr, valid, r_cut, cutoff, vector)
-    return _row_sums(r, w, node_feat[jc], r_s, eta, band, vector, precision)
+    r, fc, u = _pair_terms(dr, valid, r_cut, cutoff, vector)
+    return _row_sums(r, fc, u, node_feat[jc], r_s, eta, band, vector, precision)
 
-  out = jax.lax.map(one_block, (idx, rows))
+  out = jax.lax.map(one_block, jnp.arange(n_blocks * block).reshape(n_blocks, block))
   return out.reshape((n_blocks * block,) + out.shape[2:])[:r_count]
 
 
@@ -551,7 +573,8 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
     valid = (i < n) & (j < n) & (i != j)
     ic, jc = jnp.minimum(i, n - 1), jnp.minimum(j, n - 1)
     dr = pair_displacements(displacement_fn)(positions[jc], positions[ic]).astype(dtype)
-    r, w = _pair_terms(dr, valid, r_cut, cutoff, vector)
+    r, fc, u = _pair_terms(dr, valid, r_cut, cutoff, vector)
+    w = _pair_weights(fc, u, vector)  # (b, [3])
     if kb is not None:  # acc is (n, K, S, [3]); the pair's band goes to j's species block (eq. 30)
       c, g = _banded_gaussians(r, r_s, eta, kb)
       acc = _band_scatter(acc, jnp.where(valid, i, n), c, _band_payload(g, w, node_feat[jc], vector), drop)
