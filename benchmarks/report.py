@@ -2,6 +2,7 @@ r"""Print the Markdown tables of benchmarks/RESULTS.md from the JSON files in be
 
   python -m benchmarks.report                      # all files in benchmarks/results/
   python -m benchmarks.report path/to/one.json     # some files
+  python -m benchmarks.report path/to/ab_dir/      # the before/after table of benchmarks/ab_md_throughput.sh
 
 Each table row names the command that wrote it, so every figure in RESULTS.md can be traced and re-measured.
 """
@@ -71,9 +72,44 @@ def tta_table(d: dict) -> str:
   return "\n".join(lines)
 
 
+def ab_table(directory: str, reference: str | None = None) -> str:
+  """Network MD atom-steps/s per side and round from `ab_md_throughput.sh`'s `<label>_r<round>.json` files, the
+  median over rounds, and each side's ratio of medians to `reference` (default: the side that ran first, which
+  is the first commit given to the script)."""
+  runs: dict[str, dict[int, dict[int, float]]] = {}  # label -> atoms -> round -> atom-steps/s
+  first: dict[str, str] = {}  # label -> date of its earliest run
+  for path in sorted(glob.glob(os.path.join(directory, "*_r*.json"))):
+    label, _, rnd = os.path.basename(path)[:-len(".json")].rpartition("_r")
+    with open(path) as f:
+      d = json.load(f)
+    first[label] = min(first.get(label, d["date"]), d["date"])
+    for r in d["sizes"]:
+      runs.setdefault(label, {}).setdefault(r["n_atoms"], {})[int(rnd)] = r["network"]["atom_steps_per_s"]
+  if not runs:
+    raise FileNotFoundError(f"no <label>_r<round>.json files in {directory}")
+  labels = sorted(runs, key=lambda k: first[k])
+  reference = reference or labels[0]
+  median = {k: {n: sorted(v.values())[len(v) // 2] if len(v) % 2 else
+                sum(sorted(v.values())[len(v) // 2 - 1:len(v) // 2 + 1]) / 2 for n, v in runs[k].items()}
+            for k in labels}
+  lines = ["| atoms | " + " | ".join(f"{k}: rounds | {k}: median" for k in labels) + " | " +
+           " | ".join(f"{k} / {reference}" for k in labels if k != reference) + " |",
+           "|---|" + "---|---|" * len(labels) + "---|" * (len(labels) - 1)]
+  for n in sorted(runs[reference]):
+    row = [f"{n:,}"]
+    for k in labels:
+      row += [" / ".join(f"{runs[k][n][r]:,.0f}" for r in sorted(runs[k][n])), f"{median[k][n]:,.0f}"]
+    row += [f"{median[k][n] / median[reference][n]:.2f}" for k in labels if k != reference]
+    lines.append("| " + " | ".join(row) + " |")
+  return "\n".join(lines)
+
+
 def main(paths: list[str]) -> None:
   paths = paths or sorted(glob.glob(os.path.join(RESULTS_DIR, "*.json")))
   for path in paths:
+    if os.path.isdir(path):
+      print(f"### {path} (network atom-steps/s)\n\n{ab_table(path)}\n")
+      continue
     with open(path) as f:
       d = json.load(f)
     table = {"md_throughput": md_table, "training_throughput": training_table,

@@ -70,3 +70,22 @@ def test_flops_of_the_descriptor_sum_grow_with_pairs_and_basis():
   a = md_throughput.network_flops_per_atom((73, 1), 73, 100.0)["descriptors"]
   assert md_throughput.network_flops_per_atom((73, 1), 73, 200.0)["descriptors"] == 2 * a
   assert md_throughput.network_flops_per_atom((73, 1), 146, 100.0)["descriptors"] > 1.9 * a
+
+
+def test_before_after_table_takes_medians_per_side_and_ratios_to_the_side_that_ran_first(tmp_path):
+  """benchmarks.report's table of benchmarks/ab_md_throughput.sh's files: sides ordered by when they ran."""
+  import json
+
+  from benchmarks import report
+  runs = {("abc1234", 1): (100.0, "2026-11-30 08:00:00"), ("abc1234", 2): (120.0, "2026-11-30 08:10:00"),
+          ("abc1234", 3): (110.0, "2026-11-30 08:20:00"),
+          ("now", 1): (300.0, "2026-11-30 08:05:00"), ("now", 2): (200.0, "2026-11-30 08:15:00"),
+          ("now", 3): (100.0, "2026-11-30 08:25:00")}
+  for (label, rnd), (rate, date) in runs.items():
+    sizes = [dict(n_atoms=4000, network=dict(atom_steps_per_s=rate))]
+    (tmp_path / f"{label}_r{rnd}.json").write_text(json.dumps(dict(date=date, sizes=sizes)))
+  table = report.ab_table(str(tmp_path))
+  header, _, row = table.splitlines()
+  assert header.index("abc1234") < header.index("now")  # ran first, so the reference
+  cells = [c.strip() for c in row.strip("|").split("|")]
+  assert cells == ["4,000", "100 / 120 / 110", "110", "300 / 200 / 100", "200", "1.82"]
