@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import statistics
 import sys
 
 from benchmarks.common import RESULTS_DIR
@@ -89,9 +90,7 @@ def ab_table(directory: str, reference: str | None = None) -> str:
     raise FileNotFoundError(f"no <label>_r<round>.json files in {directory}")
   labels = sorted(runs, key=lambda k: first[k])
   reference = reference or labels[0]
-  median = {k: {n: sorted(v.values())[len(v) // 2] if len(v) % 2 else
-                sum(sorted(v.values())[len(v) // 2 - 1:len(v) // 2 + 1]) / 2 for n, v in runs[k].items()}
-            for k in labels}
+  median = {k: {n: statistics.median(v.values()) for n, v in runs[k].items()} for k in labels}
   lines = ["| atoms | " + " | ".join(f"{k}: rounds | {k}: median" for k in labels) + " | " +
            " | ".join(f"{k} / {reference}" for k in labels if k != reference) + " |",
            "|---|" + "---|---|" * len(labels) + "---|" * (len(labels) - 1)]
