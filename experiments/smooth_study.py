@@ -374,19 +374,24 @@ def table(results: dict) -> str:
         cells.append("-")
     rows.append(f"| {label} | " + " | ".join(cells) + " |")
 
+  def input_and_binned_rows(get, first, system, frames, frames_key, binned_label):
+    """The rows both systems have: small input columns (test / frames) and the force error by |F| bin."""
+    row(f"{system}: input columns with \\|x\\| < 0.01 / < 0.1 (standardized), test / {frames}",
+        lambda m: " / ".join(f"{get(m)['small_input_columns'][k]['below_0.01']:.3f}, "
+                             f"{get(m)['small_input_columns'][k]['below_0.1']:.3f}" for k in ("test", frames_key)))
+    binned = f"binned_{frames_key}"
+    for i, b in enumerate(first[binned]):
+      if b["n_atoms"]:
+        row(f"{binned_label}, \\|F\\| in [{b['lo']:g}, {b['hi']:g}) eV/A: RMSE (relative)",
+            lambda m, i=i: f"{_g(get(m)[binned][i]['rmse'])} ({_g(get(m)[binned][i]['relative'], '.2f')})")
+
   fb = lambda m: m["four_body"]
   mb = lambda m: m["many_body"]
   first_fb = next((m["four_body"] for m in models.values() if "four_body" in m), None)
   first_mb = next((m["many_body"] for m in models.values() if "many_body" in m), None)
   if first_fb:
     row("four atoms: test force RMSE (eV/A)", lambda m: _g(fb(m)["test_force_rmse"], ".5f"))
-    row("four atoms: input columns with \\|x\\| < 0.01 / < 0.1 (standardized), test / MD frames",
-        lambda m: " / ".join(f"{fb(m)['small_input_columns'][k]['below_0.01']:.3f}, "
-                             f"{fb(m)['small_input_columns'][k]['below_0.1']:.3f}" for k in ("test", "md_frames")))
-    for i, b in enumerate(first_fb["binned_md_frames"]):
-      if b["n_atoms"]:
-        row(f"four atoms, MD frames, \\|F\\| in [{b['lo']:g}, {b['hi']:g}) eV/A: RMSE (relative)",
-            lambda m, i=i: f"{_g(fb(m)['binned_md_frames'][i]['rmse'])} ({_g(fb(m)['binned_md_frames'][i]['relative'], '.2f')})")
+    input_and_binned_rows(fb, first_fb, "four atoms", "MD frames", "md_frames", "four atoms, MD frames")
     row("four atoms, MD frames: force RMSE / LJ force RMS (eV/A)",
         lambda m: f"{_g(fb(m)['md_frames_force_rmse'])} / {_g(fb(m)['md_frames_force_rms'])}")
     row("four-atom MD: agreement horizon (steps, RMSD > 0.1 A)", lambda m: str(fb(m)["horizon_step"]))
@@ -397,13 +402,7 @@ def table(results: dict) -> str:
         lambda m: " / ".join(_g(fb(m)["energy_rmsd_eV"][s]) for s in e_steps))
   if first_mb:
     row("many atoms: test force RMSE (eV/A)", lambda m: _g(mb(m)["test_force_rmse"], ".5f"))
-    row("many atoms: input columns with \\|x\\| < 0.01 / < 0.1 (standardized), test / cross frames",
-        lambda m: " / ".join(f"{mb(m)['small_input_columns'][k]['below_0.01']:.3f}, "
-                             f"{mb(m)['small_input_columns'][k]['below_0.1']:.3f}" for k in ("test", "cross_frames")))
-    for i, b in enumerate(first_mb["binned_cross_frames"]):
-      if b["n_atoms"]:
-        row(f"cross at 60 K, \\|F\\| in [{b['lo']:g}, {b['hi']:g}) eV/A: RMSE (relative)",
-            lambda m, i=i: f"{_g(mb(m)['binned_cross_frames'][i]['rmse'])} ({_g(mb(m)['binned_cross_frames'][i]['relative'], '.2f')})")
+    input_and_binned_rows(mb, first_mb, "many atoms", "cross frames", "cross_frames", "cross at 60 K")
     row("perfect FCC, max \\|F\\| (eV/A), float32", lambda m: _g(mb(m)["crystal"]["perfect"]["float32_max_abs_eV_A"]))
     row("perfect FCC, max \\|F\\| (eV/A), float64 positions",
         lambda m: _g(mb(m)["crystal"]["perfect"]["float64_positions_max_abs_eV_A"]))
