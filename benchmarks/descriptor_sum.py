@@ -112,22 +112,21 @@ def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA):
 
 
 def force_fn(displacement, model, *, band):
-  """jit(positions, neighbor) -> `(N, 3)` eV/A: the descriptor sum then the network, as md.many_body_force_fn."""
+  """jit(positions, neighbor) -> `(N, 3)` eV/A: the descriptor sum then the network, as models.many_body_force_fn."""
   import jax
   import jax.numpy as jnp
   import numpy as np
 
   from unitary_enn.network import apply_uenn
-  params = jax.tree.map(jnp.asarray, model["params"])
+  params = jax.tree.map(jnp.asarray, model.params)
   dtype = params[0]["W"].real.dtype
-  in_scale = jnp.asarray(model["scales"]["inputs"], dtype)
-  out_scale = jnp.asarray(model["scales"]["targets"], dtype)
-  sums = sum_fn(displacement, band=band, r_s=np.asarray(model["r_s"]), eta=float(model["eta"]))
+  in_scale = jnp.asarray(model.scales["inputs"], dtype)
+  out_scale = jnp.asarray(model.scales["targets"], dtype)
+  sums = sum_fn(displacement, band=band, r_s=np.asarray(model.basis.r_s), eta=float(model.basis.eta))
 
   def f(positions, neighbor):
     d = sums(positions, neighbor)
-    return apply_uenn(params, d.astype(dtype) / in_scale, activation=model.get("activation", "softsign"))[..., 0] * \
-        out_scale[0]
+    return apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation)[..., 0] * out_scale[0]
   return f
 
 
@@ -183,12 +182,12 @@ def main(argv):
   from jax_md import partition, space
 
   from benchmarks import md_throughput
-  from unitary_enn import descriptors, io, md
+  from unitary_enn import descriptors, models, neighbors
   cells = [int(c) for c in FLAGS.cells]
-  formats = {f: md._neighbor_format(f) for f in FLAGS.formats}
+  formats = {f: neighbors.neighbor_format(f) for f in FLAGS.formats}
   exact = descriptors._band_width(descriptors.paper_r_s().astype("float32"), ETA, jnp.float32)
   bands = [int(b) for b in FLAGS.bands] or [exact]
-  model = io.load_model(FLAGS.model) if FLAGS.model else md_throughput.random_model("float32")
+  model = models.load_model(FLAGS.model) if FLAGS.model else md_throughput.random_model("float32")
   print(f"descriptor_sum: exact band {exact} of 73 centres (float32, eta = {ETA} A^-2); timing bands {bands}; "
         f"automatic choice: {descriptors._auto_band(descriptors.paper_r_s().astype('float32'), ETA, jnp.float32)}",
         flush=True)

@@ -89,3 +89,24 @@ def test_before_after_table_takes_medians_per_side_and_ratios_to_the_side_that_r
   assert header.index("abc1234") < header.index("now")  # ran first, so the reference
   cells = [c.strip() for c in row.strip("|").split("|")]
   assert cells == ["4,000", "100 / 120 / 110", "110", "300 / 200 / 100", "200", "1.82"]
+
+
+def test_descriptor_sum_binary_compares_the_band_with_the_plain_sum_on_a_saved_model(tmp_path):
+  """`python -m benchmarks.descriptor_sum --model=WORKDIR` (the command RESULTS.md cites) runs end to end on 500
+  atoms: the exact band equals the plain sum to float32 rounding, and the saved network's forces agree."""
+  import json
+  import os
+  import subprocess
+  import sys
+  models.save_model(str(tmp_path), md_throughput.random_model("float32", seed=1))
+  out = tmp_path / "descriptor_sum.json"
+  proc = subprocess.run([sys.executable, "-m", "benchmarks.descriptor_sum", "--cells=5", "--repeats=1",
+                         f"--model={tmp_path}", f"--out={out}"],
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  (row,) = json.loads(out.read_text())["sizes"]
+  assert row["n_atoms"] == 500 and row["neighbor_capacity"][0] == 500
+  (band,) = row["bands"].values()
+  assert band["max_relative_difference"] < 1e-6
+  assert band["max_abs_force_difference_ev_per_a"] <= 1e-5 * row["max_abs_force_ev_per_a"]
