@@ -3,7 +3,7 @@ centres nearest to it, scatter-added), timed in the same run on periodic FCC arg
 
   python -m benchmarks.descriptor_sum                          # 4,000 and 32,000 atoms, Dense neighbor list
   python -m benchmarks.descriptor_sum --cells=10 --formats=dense,ordered_sparse --budgets=20,21,22,23,24
-  python -m benchmarks.descriptor_sum --cells=10 --what_if     # + costs outside the sum's code, for the record
+  python -m benchmarks.descriptor_sum --cells=10 --pair_terms  # + the pair terms as they were computed before
   python -m benchmarks.descriptor_sum --cells=5 --bands=9,21 --model=WORKDIR   # force changes, trained model
 
 --bands are the widths timed (default: the exact one, `descriptors._band_width`: 21 of 73 in float32, every
@@ -12,16 +12,18 @@ the library refuses it, because the network reads the direction of every channel
 
 The sum is `descriptors._neighbor_list_sums` as MD calls it (vector descriptors eq. 51, the paper's basis
 r_s = 2.8..10 A, eta = 100 A^-2, r_cut = 10 A, cosine cutoff, float32) on the jittered 60 K crystal of
-`benchmarks.md_throughput` with a jax-md neighbor list (skin 1 A, capacity x1.25), band=0 (plain) or a band
+`benchmarks.md_throughput` with a jax-md neighbor list (skin 1 A, capacity x1.25) in `neighbors.periodic_space`,
+band=0 (plain) or a band
 width. Timings are medians of repeats after a compiled warm-up, in
 wall and in CPU seconds of the process (the latter much less disturbed by other jobs on a shared machine);
 the ratio plain / banded is taken within one run.
 
 --network adds the force evaluation of the Sec. 4.5 network (sum, then 73-200-100-50-10-1; random weights
 or --model), plain and banded, and the largest force difference. --budgets times the Dense sums (banded and
-plain) with block budgets of 2^b numbers (the default is `descriptors.CPU_BLOCK_BUDGET` on CPU). --what_if times two variants that change code outside the
-sum (not adopted here; for whoever owns that code): the cosine cutoff as a polynomial instead of libm cos, and
-a periodic displacement by rounding instead of jax-md's fmod.
+plain) with block budgets of 2^b numbers (the default is `descriptors.CPU_BLOCK_BUDGET` on CPU). --pair_terms
+times the plain sum with the pair terms as they were computed before: the cosine cutoff with jnp.cos instead of
+`descriptors.cosine_cutoff`'s polynomial, and jax-md's periodic displacement (mod) instead of
+`neighbors.periodic_space` (rounding), each alone and both, against the defaults in the same run.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
   flags.DEFINE_bool("network", True, "Also time the network force evaluation (sum + network), plain and banded.")
   flags.DEFINE_list("budgets", [], "log2 of block budgets (numbers) to time for the Dense sums.")
-  flags.DEFINE_bool("what_if", False, "Also time variants that change code outside the sum (not adopted).")
+  flags.DEFINE_bool("pair_terms", False, "Also time the sum with jax-md's periodic displacement (mod) and a jnp.cos "
+                    "cutoff, the pair terms before the polynomial cutoff and neighbors.periodic_space.")
   flags.DEFINE_list("bands", [], "Band widths to time against the plain sum (default: the exact width).")
   flags.DEFINE_string("model", None, "A many_body workdir whose network gives the forces (default: random weights, "
                       "whose b = 0 makes them blind to small channels).")
@@ -51,33 +54,11 @@ R_CUT = 10.0
 ETA = 100.0
 
 
-def polynomial_cosine_cutoff(r, r_cut: float):
-  """(cos(pi r / r_c) + 1) / 2 as an odd polynomial in r / r_c - 1/2 (float32-accurate): the what-if cutoff.
-
-  Fitted here by least squares to sin(pi t) on [-1/2, 1/2] (degree 11, error ~4e-11), so that it vectorizes
-  where the libm cosine that XLA calls on CPU does not.
-  """
+def libm_cosine_cutoff(r, r_cut: float):
+  """The cosine cutoff of eq. 52 as (cos(pi r / r_c) + 1) / 2 with jnp.cos: `descriptors.cosine_cutoff` before it
+  became a polynomial (the --pair_terms comparison)."""
   import jax.numpy as jnp
-  import numpy as np
-  t = np.linspace(-0.5, 0.5, 4001)
-  basis = np.stack([t ** (2 * k + 1) for k in range(6)], axis=1)
-  coef = np.linalg.lstsq(basis, np.sin(np.pi * t), rcond=None)[0]
-  x = r / r_cut - 0.5
-  x2 = x * x
-  p = coef[5]
-  for c in coef[4::-1]:
-    p = p * x2 + c
-  return jnp.where(r < r_cut, 0.5 - 0.5 * x * p, 0.0)
-
-
-def round_periodic_displacement(box: float):
-  """r_a - r_b wrapped into the periodic box by rounding (the what-if displacement; jax-md uses fmod)."""
-  import jax.numpy as jnp
-
-  def displacement(ra, rb, **unused):
-    d = ra - rb
-    return d - box * jnp.round(d / box)
-  return displacement
+  return jnp.where(r < r_cut, 0.5 * (jnp.cos(jnp.pi * r / r_cut) + 1.0), 0.0)
 
 
 def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA):
@@ -195,7 +176,7 @@ def main(argv):
   for n_cells in cells:
     positions, box = md_throughput.fcc_state(n_cells, "float32", 60.0)
     positions = jnp.asarray(positions)
-    displacement, _ = space.periodic(box)
+    displacement, _ = neighbors.periodic_space(box)
     for name, fmt in formats.items():
       neighbor_fn = partition.neighbor_list(displacement, box, R_CUT, dr_threshold=1.0, capacity_multiplier=1.25,
                                             format=fmt)
@@ -249,14 +230,19 @@ def main(argv):
           t = timed(sum_fn(displacement, band=0, block=block), positions, nbr, repeats=FLAGS.repeats)
           row["budgets"][f"plain_2^{lb}"] = dict(block_rows=block, **t)
           print(f"descriptor_sum:   plain, budget 2^{lb}: {block} rows a block, {_ms(t)}", flush=True)
-      if FLAGS.what_if and name == "dense":
-        variants = {"polynomial_cosine_cutoff": sum_fn(displacement, band=0, cutoff=polynomial_cosine_cutoff),
-                    "round_periodic_displacement": sum_fn(round_periodic_displacement(box), band=0)}
-        row["what_if"] = {}
+      if FLAGS.pair_terms and name == "dense":
+        jax_md_displacement = space.periodic(box)[0]
+        variants = {"jnp_cos_cutoff": sum_fn(displacement, band=0, cutoff=libm_cosine_cutoff),
+                    "jax_md_periodic_displacement": sum_fn(jax_md_displacement, band=0),
+                    "both": sum_fn(jax_md_displacement, band=0, cutoff=libm_cosine_cutoff)}
+        row["pair_terms"] = {}
         for key, fn in variants.items():
           t = timed(fn, positions, nbr, repeats=FLAGS.repeats)
-          row["what_if"][key] = dict(max_relative_difference=max_relative_difference(fn(positions, nbr), want), **t)
-          print(f"descriptor_sum:   what if {key}: plain sum {_ms(t)} (as is: {_ms(row['plain'])})", flush=True)
+          row["pair_terms"][key] = dict(max_relative_difference=max_relative_difference(fn(positions, nbr), want),
+                                        ratio_to_default=t["median_s"] / row["plain"]["median_s"],
+                                        cpu_ratio_to_default=t["cpu_median_s"] / row["plain"]["cpu_median_s"], **t)
+          print(f"descriptor_sum:   pair terms with {key}: plain sum {_ms(t)} (default: {_ms(row['plain'])})",
+                flush=True)
       rows.append(row)
   record = dict(dtype="float32", eta=ETA, r_cut=R_CUT, n_centres=73, exact_band=exact, bands=bands,
                 model=FLAGS.model or "random weights, paper sizes", cpu_block_budget=descriptors.CPU_BLOCK_BUDGET,

@@ -134,10 +134,10 @@ def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_
   """Median seconds per step of velocity Verlet with a neighbor list updated inside the jitted chunk."""
   import jax
   import jax.numpy as jnp
-  from jax_md import partition, quantity, simulate, space
+  from jax_md import partition, quantity, simulate
 
   from unitary_enn import constants, neighbors
-  displacement, shift = space.periodic(box)
+  displacement, shift = neighbors.periodic_space(box)
   manager = neighbors.NeighborManager(displacement, box, R_CUT, format=fmt, dr_threshold=dr_threshold,
                                       capacity_multiplier=capacity_multiplier, label="md_throughput")
   force_fn = force_builder(displacement)
@@ -191,7 +191,6 @@ def main(argv):
   import jax
   if "float64" in (FLAGS.dtype, FLAGS.network_dtype) or FLAGS.model:
     jax.config.update("jax_enable_x64", True)
-  import numpy as np
 
   from unitary_enn import models, neighbors, parallel, potentials
   from unitary_enn.constants import ARGON_FCC_LATTICE_CONSTANT

@@ -340,10 +340,8 @@ def atom_steps_per_s(builder, r_cut, side, positions, species, repeats: int) -> 
   """
   import jax
   import jax.numpy as jnp
-  from jax_md import space
-
   from unitary_enn import neighbors
-  displacement_fn, _ = space.periodic(side)
+  displacement_fn, _ = neighbors.periodic_space(side)
   positions = jnp.asarray(positions)
   neighbor = neighbors.NeighborManager(displacement_fn, side, r_cut).allocate(positions)
   fn = jax.jit(builder(displacement_fn))
@@ -498,7 +496,6 @@ def nve_emt(config, model, log) -> dict:
 
 def train_and_evaluate(config, workdir: str) -> dict:
   """Generate (or load) the data, fit the linear references, train the network(s), evaluate, time, run NVE, write."""
-  import jax
   import numpy as np
 
   import unitary_enn as uenn

@@ -205,6 +205,33 @@ def test_generated_boxes_respect_the_minimum_image_distance():
                                 structures.random_box(45.0, max_atoms=50, seed=3))
 
 
+def test_periodic_space_gives_the_minimum_image_of_jax_md_and_keeps_its_shift_and_perturbation():
+  """`neighbors.periodic_space` (rounding) against jax-md's `space.periodic` (mod) and a float64 minimum image:
+  the same displacements, to float32 rounding of the box for wrapped pairs and exactly the difference otherwise."""
+  from unitary_enn import neighbors
+  side = 21.7
+  rng = np.random.default_rng(4)
+  ra, rb = (rng.uniform(0, side, size=(2000, 3)) for _ in range(2))
+  ours, shift = neighbors.periodic_space(side)
+  theirs, their_shift = space.periodic(side)
+  want = ra - rb - side * np.round((ra - rb) / side)  # float64 minimum image
+  for dtype, tol in ((np.float32, 4 * np.finfo(np.float32).eps * side), (np.float64, 1e-12)):
+    a, b = jnp.asarray(ra, dtype), jnp.asarray(rb, dtype)
+    got = np.asarray(jax.vmap(ours)(a, b))
+    assert got.dtype == dtype and np.max(np.abs(got - want)) < tol
+    np.testing.assert_allclose(got, np.asarray(jax.vmap(theirs)(a, b)), rtol=0, atol=tol)
+    near = np.all(np.abs(ra - rb) < side / 2, axis=1)  # no image needed: exactly the float difference
+    np.testing.assert_array_equal(got[near], np.asarray(a - b)[near])
+  np.testing.assert_array_equal(np.asarray(shift(jnp.asarray(ra), jnp.asarray(rb - ra))),
+                                np.asarray(their_shift(jnp.asarray(ra), jnp.asarray(rb - ra))))
+  strain = jnp.asarray(np.eye(3) + 0.01 * rng.normal(size=(3, 3)))
+  np.testing.assert_allclose(np.asarray(ours(jnp.asarray(ra[0]), jnp.asarray(rb[0]), perturbation=strain)),
+                             np.asarray(theirs(jnp.asarray(ra[0]), jnp.asarray(rb[0]), perturbation=strain)),
+                             rtol=1e-12, atol=1e-12)
+  with pytest.raises(ValueError, match="box"):
+    neighbors.periodic_space(-1.0)
+
+
 def test_linear_reference_recovers_a_linear_map():
   pos, side = _box_atoms(40, 21.0, seed=8)
   d = np.asarray(uenn.vector_descriptors(jnp.asarray(pos, jnp.float64), side, **BASIS))

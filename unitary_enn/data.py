@@ -26,13 +26,12 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax_md import space
 
 from unitary_enn import checks, descriptors, files
 from unitary_enn.constants import (ARGON_ATM_NU, ATM_CUTOFF, ATM_CUTOFF_TRIPLE, EMT_LATTICE_CONSTANTS,
                                    FOUR_BODY_POSITION_STD, FOUR_BODY_R_MIN, PAPER_BOX_SIDES, PAPER_R_CUT,
                                    THERMAL_DISPLACEMENT_300K)
-from unitary_enn.neighbors import NeighborManager
+from unitary_enn.neighbors import NeighborManager, periodic_space
 from unitary_enn.potentials import (atm_energy_fn, atm_force_fn, lj_cut_energy_fn, lj_cut_force_fn,
                                     lj_forces_reference)
 from unitary_enn.structures import (fcc_lattice, fcc_slab, generate_clusters, random_box, random_occupancy,
@@ -347,7 +346,7 @@ def box_features(boxes: Sequence[tuple[float, np.ndarray]], bases: dict, *, r_cu
         out_f.append(np.zeros((len(pos), 3)))
         continue
       if side not in builders:  # reuse jax-md's functions (and their compiled code) across boxes of a side
-        displacement_fn, _ = space.periodic(side)
+        displacement_fn, _ = periodic_space(side)
         fns = {k: descriptors.vector_descriptors_neighbor_list(displacement_fn, side, r_cut=r_cut, cutoff=cutoff,
                                                                n_species=n_species if species is not None else None,
                                                                **basis)[1] for k, basis in bases.items()}
@@ -394,7 +393,7 @@ def reference_box_energies_forces(boxes: Sequence[tuple[float, np.ndarray]], pot
         forces.append(np.zeros((len(pos), 3)))
         continue
       if side not in builders:
-        displacement_fn, _ = space.periodic(side)
+        displacement_fn, _ = periodic_space(side)
         if potential == "lj_cut":
           e_fn, f_fn = lj_cut_energy_fn(displacement_fn, r_cut=r_cut), lj_cut_force_fn(displacement_fn, r_cut=r_cut)
         else:

@@ -44,7 +44,7 @@ from jax_md import partition
 from unitary_enn import checks
 from unitary_enn.layers import get_activation, glorot_uniform, resolve_precision
 from unitary_enn.constants import PAPER_N_DESCRIPTORS, PAPER_R_S_START, PAPER_R_S_STEP
-from unitary_enn.neighbors import minimum_image, neighbor_format, neighbor_list_model, pair_displacements
+from unitary_enn.neighbors import minimum_image, neighbor_format, neighbor_list_model, row_displacements
 
 Array = jax.Array
 CutoffFn = Callable[[Array, float], Array]
@@ -53,13 +53,35 @@ CutoffFn = Callable[[Array, float], Array]
 # --- Kernels on distances -----------------------------------------------------------------------------
 
 
+def _sin_pi(t: Array) -> Array:
+  """sin(pi t) for |t| <= 1/2 by its Taylor polynomial in t, to below the rounding of t's dtype.
+
+  7 terms (degree 13, truncation error < 7e-10 at |t| = 1/2) for 32-bit floats and narrower, 13 terms (degree 25,
+  < 2e-23) for float64. XLA's CPU code calls a scalar libm cosine, which took 3 ms of the 20 ms descriptor sum on
+  4,000 atoms; the polynomial vectorizes (benchmarks/RESULTS.md, "The pair terms of the descriptor sum").
+  """
+  terms = 13 if jnp.finfo(t.dtype).bits > 32 else 7
+  coef = [(-1) ** k * math.pi ** (2 * k + 1) / math.factorial(2 * k + 1) for k in range(terms)]
+  t2 = t * t
+  p = coef[-1]
+  for c in coef[-2::-1]:
+    p = p * t2 + c
+  return t * p
+
+
 def cosine_cutoff(r: Array, r_cut: float) -> Array:
   """f_c(r) = (cos(pi r / r_c) + 1) / 2 for r < r_c, else 0 (eq. 52).
+
+  Evaluated as 1/2 - sin(pi t) / 2 with t = r / r_c - 1/2 in [-1/2, 1/2] (`_sin_pi`), equal to the cosine form to
+  the rounding of r's dtype.
 
   Continuous with a continuous first derivative at r_c; the second derivative jumps there (by
   pi^2 / (2 r_c^2)), so it is only C1 although Sec. 3.5 asks for C2 (see `polynomial_cutoff`).
   """
-  return jnp.where(r < r_cut, 0.5 * (jnp.cos(jnp.pi * r / r_cut) + 1.0), 0.0)
+  r = jnp.asarray(r)
+  r = r if jnp.issubdtype(r.dtype, jnp.floating) else r.astype(jnp.float32)
+  t = jnp.clip(r / r_cut - 0.5, -0.5, 0.5)  # clipped: finite values and gradients beyond r_c, masked below
+  return jnp.where(r < r_cut, 0.5 - 0.5 * _sin_pi(t), 0.0)
 
 
 def polynomial_cutoff(r: Array, r_cut: float) -> Array:
@@ -114,14 +136,14 @@ def edge_features(r: Array, *, r_s: Array, eta: Array | float, r_cut: float,
   return gaussian_basis(r, r_s, jnp.asarray(eta, r.dtype)) * get_cutoff(cutoff)(r, r_cut)[..., None]
 
 
-def _pair_terms(dr: Array, valid: Array, r_cut: float, cutoff: CutoffFn, vector: bool):
+def _pair_terms(d: Array, valid: Array, r_cut: float, cutoff: CutoffFn, vector: bool):
   """Distances, cutoff weights and unit vectors of pairs, safely masked (no NaN/inf in values or gradients).
 
   The factors of a pair's terms in eq. 34-35 other than its Gaussians: f_c(r_ij), which `_row_sums` multiplies
   into the pair's K Gaussians, and r_ij / r_ij (vector).
 
   Args:
-    dr: `(..., 3)` r_ij = r_j - r_i in A.
+    d: `(3, ...)` r_ij = r_j - r_i in A, coordinates first (`neighbors.row_displacements`).
     valid: `(...)` bool, False for padding and self pairs.
     r_cut, cutoff: the cutoff radius in A and function.
     vector: also return the unit vectors (eq. 35).
@@ -137,7 +159,6 @@ def _pair_terms(dr: Array, valid: Array, r_cut: float, cutoff: CutoffFn, vector:
     Gaussians rather than into the 3 components: both measured faster on 2 CPU cores (benchmarks/RESULTS.md,
     "Network MD on one machine, before and after").
   """
-  d = jnp.moveaxis(dr, -1, 0)  # coordinates first: the arithmetic below runs on (...)-shaped arrays
   r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
   # Comparisons with NaN are False, so the tests are written as "not outside": a NaN distance stays in, and its
   # NaN reaches the sums, where "0 < r2 < r_cut^2" would silently drop the pair. (A separate NaN test added to
@@ -442,11 +463,12 @@ def _dense_sums_jit(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vecto
   n_blocks = -(-n // block)
   rows = jnp.arange(n_blocks * block).reshape(n_blocks, block)
   j = jnp.arange(n)
+  p = positions.T  # (3, N): coordinates first
 
   def one_block(i):
-    dr = minimum_image(positions[None, :, :] - positions[jnp.minimum(i, n - 1)][:, None, :], box)
+    d = minimum_image(p[:, None, :] - p[:, jnp.minimum(i, n - 1), None], box)  # (3, b, N)
     valid = (i[:, None] != j[None, :]) & (i[:, None] < n)
-    r, fc, u = _pair_terms(dr, valid, r_cut, cutoff, vector)
+    r, fc, u = _pair_terms(d, valid, r_cut, cutoff, vector)
     return _row_sums(r, fc, u, node_feat[None], r_s, eta, band, vector, precision)
 
   out = jax.lax.map(one_block, rows)
@@ -509,8 +531,8 @@ def scalar_descriptors(positions: Array, box: float | None = None, *, r_s: Seque
 # --- Neighbor-list versions ----------------------------------------------------------------------------
 
 
-def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, pair_map, r_cut, cutoff, vector, block, band,
-                    precision):
+def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, displacement_fn, r_cut, cutoff, vector, block,
+                    band, precision):
   """The sums of the centres `rows` `(R,)` (global atom indices; >= N for padding) whose neighbours are the rows
   `idx` `(R, M)` of a Dense list: `(R, [3,] S, K)`. All positions `(N, 3)` are given; a device that holds some
   rows of the list computes them alone (`parallel.sharded_many_body_force_fn`).
@@ -521,6 +543,7 @@ def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, pair_map, r_cu
   s, k = node_feat.shape[1], r_s.shape[0]
   block = block or _block_size(r_count, m * _pair_cost(k, band, s, vector), itemsize=jnp.dtype(dtype).itemsize)
   n_blocks = -(-r_count // block)
+  p, row_map = positions.T, row_displacements(displacement_fn)  # coordinates first: (3, N), (3, b, M)
 
   def one_block(local):
     # Rows `local` of the list, `(b,)`; those past its end repeat its last row, marked as padding (i = n).
@@ -529,8 +552,8 @@ def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, pair_map, r_cu
     nbr, i = idx[local], jnp.where(inside, rows[local], n)  # (b, M), (b,)
     valid = (nbr < n) & (i[:, None] < n) & (nbr != i[:, None])
     jc = jnp.minimum(nbr, n - 1)
-    dr = pair_map(positions[jc], positions[jnp.minimum(i, n - 1)]).astype(dtype)
-    r, fc, u = _pair_terms(dr, valid, r_cut, cutoff, vector)
+    d = row_map(p[:, jc], p[:, jnp.minimum(i, n - 1)]).astype(dtype)
+    r, fc, u = _pair_terms(d, valid, r_cut, cutoff, vector)
     return _row_sums(r, fc, u, node_feat[jc], r_s, eta, band, vector, precision)
 
   out = jax.lax.map(one_block, jnp.arange(n_blocks * block).reshape(n_blocks, block))
@@ -552,11 +575,11 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   out_shape = (n, 3, s * k) if vector else (n, s * k)
   pair_cost = (kb or k) * s * (3 if vector else 1)  # numbers per pair in the largest intermediate
   itemsize = jnp.dtype(dtype).itemsize
-  pair_map = jax.vmap(jax.vmap(displacement_fn, (0, None)), (0, 0))  # (b, M, 3), (b, 3) -> r_j - r_i
 
   if not partition.is_sparse(neighbor.format):
-    sums = _dense_row_sums(positions, neighbor.idx, jnp.arange(n), node_feat, r_s, eta, pair_map=pair_map,
-                           r_cut=r_cut, cutoff=cutoff, vector=vector, block=block, band=kb, precision=precision)
+    sums = _dense_row_sums(positions, neighbor.idx, jnp.arange(n), node_feat, r_s, eta,
+                           displacement_fn=displacement_fn, r_cut=r_cut, cutoff=cutoff, vector=vector, block=block,
+                           band=kb, precision=precision)
     return sums.reshape(out_shape)
 
   # Sparse formats: pairs in chunks, scatter-added onto their centres (and, for OrderedSparse, neighbours).
@@ -567,13 +590,14 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   pad = n_blocks * block - p
   idx = jnp.pad(neighbor.idx, ((0, 0), (0, pad)), constant_values=n).reshape(2, n_blocks, block)
   drop = jax.lax.GatherScatterMode.FILL_OR_DROP
+  p, pair_map = positions.T, jax.vmap(displacement_fn, (1, 1), 1)  # coordinates first: (3, N), (3, b)
 
   def body(acc, ij):
     i, j = ij
     valid = (i < n) & (j < n) & (i != j)
     ic, jc = jnp.minimum(i, n - 1), jnp.minimum(j, n - 1)
-    dr = pair_displacements(displacement_fn)(positions[jc], positions[ic]).astype(dtype)
-    r, fc, u = _pair_terms(dr, valid, r_cut, cutoff, vector)
+    d = pair_map(p[:, jc], p[:, ic]).astype(dtype)
+    r, fc, u = _pair_terms(d, valid, r_cut, cutoff, vector)
     w = _pair_weights(fc, u, vector)  # (b, [3])
     if kb is not None:  # acc is (n, K, S, [3]); the pair's band goes to j's species block (eq. 30)
       c, g = _banded_gaussians(r, r_s, eta, kb)
@@ -617,8 +641,7 @@ def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, s
       return _neighbor_list_sums(positions, neighbor, v, r_s_, eta_, displacement_fn=displacement_fn, r_cut=r_cut,
                                  cutoff=cutoff_fn, vector=vector, block=block, precision=precision)
     # Some rows only: `neighbor` is those rows of a Dense list's idx, `(R, M)` (`parallel.shard_rows`).
-    pair_map = jax.vmap(jax.vmap(displacement_fn, (0, None)), (0, 0))
-    sums = _dense_row_sums(positions, neighbor, rows, v, r_s_, eta_, pair_map=pair_map, r_cut=r_cut,
+    sums = _dense_row_sums(positions, neighbor, rows, v, r_s_, eta_, displacement_fn=displacement_fn, r_cut=r_cut,
                            cutoff=cutoff_fn, vector=vector, block=block,
                            band=_band_option(None, r_s_, eta_, dtype), precision=precision)
     return sums.reshape(sums.shape[:-2] + (-1,))

@@ -6,6 +6,7 @@ every jitted call or chunk (`neighbor_error`: overflow, or cells smaller than th
 and reallocated with more capacity when it went bad, so that no result ever comes from an overflowed list.
 
     minimum_image(dr, box)                           wrap displacements into a cubic periodic box
+    periodic_space(box)                              jax-md's periodic space, wrapping by rounding (faster on CPU)
     neighbor_pairs(positions, neighbor, disp)        all pairs of a list as flat (i, j, r_ij, valid, once)
     neighbor_format(name)                            "dense" | "sparse" | "ordered_sparse" -> jax-md format
     NeighborManager(displacement_fn, box, r_cut)     allocate / reallocate, checked
@@ -49,9 +50,40 @@ def neighbor_format(format):
   return _FORMATS[format]
 
 
+def periodic_space(box: float):
+  """jax-md's `space.periodic(box)` with the minimum image taken by rounding (`minimum_image`).
+
+  jax-md wraps a displacement with `mod(dR + box / 2, box) - box / 2`. XLA's CPU code does not vectorize that
+  mod: on 4,000 atoms it took 2.5 of the 4 ms of gathering and wrapping the pairs of a neighbor list, against 0.4
+  ms by rounding (benchmarks/RESULTS.md, "The pair terms of the descriptor sum"). Rounding is also exact for a
+  pair that needs no image, where the mod form rounds dR + box / 2 to the precision of box.
+
+  Returns:
+    (displacement_fn, shift_fn): displacement_fn(Ra, Rb, perturbation=None, **unused) -> the minimum image of
+    Ra - Rb, as jax-md's (`perturbation` as there); shift_fn is jax-md's.
+  """
+  box = checks.positive("box (A)", box)
+  _, shift_fn = space.periodic(box)
+
+  def displacement_fn(Ra, Rb, perturbation=None, **unused_kwargs):
+    dR = minimum_image(Ra - Rb, box)
+    return dR if perturbation is None else space.raw_transform(perturbation, dR)
+  return displacement_fn, shift_fn
+
+
 def pair_displacements(displacement_fn):
   """`f(r_j (P, 3), r_i (P, 3)) -> r_ij = r_j - r_i (P, 3)`: jax-md's displacement(Ra, Rb) = Ra - Rb, vmapped."""
   return jax.vmap(displacement_fn)
+
+
+def row_displacements(displacement_fn):
+  """`f(r_j (3, b, M), r_i (3, b)) -> r_ij (3, b, M)`: the displacements of a block of list rows, coordinates first.
+
+  jax-md's displacement(Ra, Rb) of 3-vectors, mapped over the trailing axes; for an elementwise displacement
+  (free space, `periodic_space`) the arithmetic then runs on `(b, M)`-shaped arrays with no transposes, which
+  XLA's CPU code handles much faster than `(b, M, 3)` ones.
+  """
+  return jax.vmap(jax.vmap(displacement_fn, (1, None), 1), (1, 1), 1)
 
 
 def neighbor_pairs(positions: Array, neighbor: partition.NeighborList, displacement_fn) -> tuple:
@@ -214,7 +246,7 @@ def neighbor_list_model(build: Callable, *, r_cut: float, format="dense", capaci
       if box is None:
         displacement_fn, cell_box = free_space(positions, r_cut)
       else:
-        displacement_fn, cell_box = space.periodic(box)[0], box
+        displacement_fn, cell_box = periodic_space(box)[0], box
       manager = NeighborManager(displacement_fn, cell_box, r_cut, format=fmt,
                                 capacity_multiplier=capacity_multiplier, stats=stats)
       fn = build(displacement_fn)

@@ -16,7 +16,6 @@ positions A, momenta eV ps / A, masses eV ps^2 / A^2, forces eV/A, energies eV, 
 
 from __future__ import annotations
 
-import functools
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -27,7 +26,8 @@ from jax_md import simulate, space
 
 from unitary_enn import checks, files
 from unitary_enn.constants import ARGON_MASS, FOUR_BODY_DT
-from unitary_enn.neighbors import NeighborManager, free_space, isolated_atoms, neighbor_error, neighbor_format
+from unitary_enn.neighbors import (NeighborManager, free_space, isolated_atoms, neighbor_error, neighbor_format,
+                                   periodic_space)
 from unitary_enn.potentials import lj_energy
 from unitary_enn.quantity import kinetic_energy, temperature_from_kinetic_energy, total_energy
 
@@ -337,8 +337,8 @@ def run_nve_neighbor_list(force_fn_builder: Callable, positions, momenta, *, mas
     capacity_multiplier, dr_threshold: of the neighbor list (dr_threshold = skin in A; 0 rebuilds every step).
     checkpoint: a file written after every chunk; an existing one for the same run is resumed from.
     label, log: progress line prefix and sink (None = silent).
-    box: None for free space, or the side in A of a cubic periodic box (`space.periodic(box)`: positions inside
-      [0, box], box >= 2 (r_cut + dr_threshold); recorded positions are wrapped into the box).
+    box: None for free space, or the side in A of a cubic periodic box (`neighbors.periodic_space(box)`: positions
+      inside [0, box], box >= 2 (r_cut + dr_threshold); recorded positions are wrapped into the box).
 
   Returns:
     `NeighborListRun` of NumPy arrays in the positions' dtype.
@@ -367,7 +367,7 @@ def run_nve_neighbor_list(force_fn_builder: Callable, positions, momenta, *, mas
     _, cell_box = free_space(positions, r_cut + dr_threshold, room=1.0)
   cell_box = checks.positive("cell_box", cell_box)
 
-  displacement_fn, shift_fn = space.periodic(box) if box is not None else space.free()
+  displacement_fn, shift_fn = periodic_space(box) if box is not None else space.free()
   force_fn = force_fn_builder(displacement_fn)
   energy_fn = energy_fn_builder(displacement_fn) if energy_fn_builder is not None else None
   init_fn, step_fn = simulate.nve(force_fn, shift_fn, dt)
