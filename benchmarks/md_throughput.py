@@ -5,6 +5,7 @@ roofline fraction of the network's force evaluation, all from one run.
   python -m benchmarks.md_throughput                                  # 4,000 / 32,000 / 108,000 atoms
   python -m benchmarks.md_throughput --cells=5,10 --steps=5           # small and quick
   python -m benchmarks.md_throughput --model=workdirs/many_body       # a trained many_body model
+  python -m benchmarks.md_throughput --drivers=network,network_whole  # the network in blocks or all at once
 
 Both drivers run jax-md's velocity Verlet (`simulate.nve`, 1 fs) on the same thermalized-at-60 K crystal of
 n^3 FCC cells (4 n^3 atoms, a = 5.24411 A), with the neighbor list updated in the same jitted chunk as the step,
@@ -54,7 +55,8 @@ def define_flags() -> None:
   flags.DEFINE_list("drivers", ["lj_cut", "network", "conservative"],
                     "Which force fields to time: lj_cut, network, conservative (F = -grad E on the same layers), "
                     "network_sharded (the network with the atoms' rows over every device jax sees, "
-                    "`parallel.shard_rows`: on one device, the sharded path's overhead).")
+                    "`parallel.shard_rows`: on one device, the sharded path's overhead), network_whole (the "
+                    "network on all atoms at once instead of cache-sized blocks, `network.network_block`).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/md_throughput.json).")
 
 R_CUT = 10.0
@@ -212,6 +214,7 @@ def main(argv):
       "conservative": functools.partial(models.many_body_force_fn, cmodel, descriptor_dtype=descriptor_dtype),
   }
   builders["network_sharded"] = functools.partial(builders["network"], mesh=parallel.device_mesh())
+  builders["network_whole"] = functools.partial(builders["network"], network_block=None)
   unknown = set(FLAGS.drivers) - set(builders)
   if unknown:
     raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected some of {sorted(builders)}")
@@ -243,6 +246,10 @@ def main(argv):
       row["sharded_over_network"] = row["network_sharded"]["s_per_step"] / row["network"]["s_per_step"]
       print(f"md_throughput: sharded over {jax.device_count()} device(s) / one device time per step = "
             f"{row['sharded_over_network']:.3f}", flush=True)
+    if "network" in row and "network_whole" in row:
+      row["network_whole_over_network"] = row["network_whole"]["s_per_step"] / row["network"]["s_per_step"]
+      print(f"md_throughput: network run on all atoms at once / in blocks (the default) time per step = "
+            f"{row['network_whole_over_network']:.3f}", flush=True)
     if "network" in row and "lj_cut" in row:
       row["network_cost_over_lj_cut"] = row["network"]["s_per_step"] / row["lj_cut"]["s_per_step"]
       print(f"md_throughput: network / lj_cut time per step = {row['network_cost_over_lj_cut']:.2f}; "

@@ -126,3 +126,57 @@ def test_bad_inputs_get_clear_errors():
     uenn.apply_uenn(params, jnp.ones((3, 6)), n_features=3)
   with pytest.raises(ValueError, match="sizes"):
     uenn.init_uenn(jax.random.PRNGKey(0), (6,))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.complex128])
+def test_network_in_blocks_of_rows_equals_the_whole_and_keeps_equivariance(dtype):
+  """apply_uenn(..., block=b) runs the rows in blocks (lax.map); rows are independent, so it equals the plain
+  call to rounding for any b, including b that does not divide the rows and b >= rows; gradients agree too."""
+  from tests.test_layers import _layer
+  keys = jax.random.split(jax.random.PRNGKey(5), 4)
+  params = [_layer(k, m, m2, dtype) for k, m, m2 in zip(keys, (7, 9, 6), (9, 6, 2))]
+  x = _random(jax.random.PRNGKey(9), (23, 3, 7), dtype)
+  want = uenn.apply_uenn(params, x, eps=0.05)
+  tol = 2e-6 if jnp.dtype(dtype) == jnp.float32 else 1e-12
+  for block in (1, 5, 8, 23, 100):
+    got = jax.jit(lambda p, x, b=block: uenn.apply_uenn(p, x, eps=0.05, block=b))(params, x)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+  g = lambda b: jax.grad(lambda p: jnp.sum(jnp.abs(uenn.apply_uenn(p, x, eps=0.05, block=b)) ** 2))(params)
+  for a, b in zip(jax.tree.leaves(g(None)), jax.tree.leaves(g(5))):
+    np.testing.assert_allclose(a, b, rtol=50 * tol, atol=50 * tol)
+  with pytest.raises(ValueError, match="block needs x with a leading axis of rows"):
+    uenn.apply_uenn(params, x[0], block=2)
+  with pytest.raises(ValueError, match="block"):
+    uenn.apply_uenn(params, x, block=0)
+
+
+def test_network_block_is_cache_sized_on_cpu_and_whole_on_accelerators():
+  from unitary_enn import network
+  sizes = (73, 200, 100, 50, 10, 1)
+  rows = network.network_block(sizes, platform="cpu")
+  assert rows == network.NETWORK_CPU_BUDGET // 600  # widest activation: 3 coordinates x 200 vectors a row
+  assert network.network_block(sizes, platform="gpu") is None and network.network_block(sizes, platform="tpu") is None
+  assert network.network_block((4, 8), n_coordinates=2, platform="cpu") == network.NETWORK_CPU_BUDGET // 16
+
+
+def test_many_body_forces_with_the_network_in_blocks_equal_the_whole(monkeypatch):
+  """models.many_body_force_fn runs the network in cache-sized blocks of atoms on CPU: with a budget so small
+  that 108 atoms take 6 blocks the forces equal those of the network run at once."""
+  from benchmarks import md_throughput
+  from jax_md import partition
+  from unitary_enn import models, neighbors, network
+  pos, box = md_throughput.fcc_state(3, "float64", 60.0)  # 108 atoms in a 15.7 A box
+  disp, _ = neighbors.periodic_space(box)
+  r_cut = 0.49 * box
+  basis = models.Basis(np.linspace(2.8, r_cut, 20), 10.0, r_cut, "cosine")
+  params = uenn.init_uenn(jax.random.PRNGKey(1), (20, 16, 8, 1), dtype=jnp.float64)
+  model = models.Model(kind="many_body", params=params, sizes=(20, 16, 8, 1), activation="softsign",
+                       scales=dict(inputs=np.ones(20), targets=np.ones(1)), dtype="float64", basis=basis)
+  nbr = partition.neighbor_list(disp, box, r_cut, format=partition.Dense).allocate(jnp.asarray(pos))
+  whole = np.asarray(jax.jit(models.many_body_force_fn(model, disp))(jnp.asarray(pos), nbr))
+  monkeypatch.setattr(network, "NETWORK_CPU_BUDGET", 3 * 20 * 20)  # widest layer 20: 20 atoms a block, 6 blocks
+  assert network.network_block(model.sizes, platform="cpu") == 20
+  blocked = np.asarray(jax.jit(models.many_body_force_fn(model, disp))(jnp.asarray(pos), nbr))
+  assert np.max(np.abs(whole)) > 1e-3
+  np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-12 * np.max(np.abs(whole)))

@@ -54,6 +54,7 @@ from unitary_enn.data import relative_vectors, symmetrize_permutations
 from unitary_enn.descriptors import (center_species_channels, scalar_descriptors_neighbor_list,
                                      vector_descriptors_neighbor_list)
 from unitary_enn.neighbors import neighbor_list_model
+from unitary_enn import network
 from unitary_enn.network import apply_uenn
 
 Array = jax.Array
@@ -583,7 +584,7 @@ def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | Non
 
 
 def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
-                       precision=None, mesh=None, species=None):
+                       precision=None, mesh=None, species=None, network_block: int | str | None = "auto"):
   """The trained Sec. 4.5 force network (vector descriptors eq. 51 -> ENN -> force) on a jax-md neighbor list.
 
   For a conservative model the force is -grad of `many_body_energy_fn` with respect to the positions (through the
@@ -603,6 +604,9 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
     species: the default species of `force_fn`: `(N,)` integer indices into `model.species` (or symbols), so
       that `functools.partial(many_body_force_fn, model, species=...)` is a force builder for MD drivers
       (`simulate.run_nve_neighbor_list`) that call `force_fn(positions, neighbor)`.
+    network_block: atoms per block of the (direct) network: "auto" (`network.network_block`: cache-sized on CPU,
+      all at once on GPU/TPU), None (all at once) or a number (`network.apply_uenn`'s block). Same forces to
+      rounding.
 
   Returns:
     `force_fn(positions (N, 3) A, neighbor, species=<default>, **unused) -> (N, 3)` eV/A in the positions'
@@ -631,6 +635,7 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
                                                       n_species=n_species if n_species > 1 else None)
   sum_dtype = jnp.dtype(descriptor_dtype) if descriptor_dtype is not None else dtype
   linear = None if model.linear is None else jnp.asarray(model.linear, sum_dtype)
+  network_rows = network.network_block(model.sizes) if network_block == "auto" else network_block
   default_species = species
   if default_species is not None and not isinstance(default_species, jax.Array):
     idx = species_indices(model, default_species, len(default_species))
@@ -646,7 +651,7 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
     else:
       d = descriptor_fn(positions, neighbor, **kw)
     y = apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation, eps=model.eps,
-                   precision=precision) * out_scale
+                   precision=precision, block=network_rows) * out_scale
     f = y[..., 0]
     if linear is not None:
       f = f.astype(sum_dtype) + jnp.einsum("nxk,k->nx", d, linear, precision=jax.lax.Precision.HIGHEST)
