@@ -14,16 +14,17 @@ The sum is `descriptors._neighbor_list_sums` as MD calls it (vector descriptors 
 r_s = 2.8..10 A, eta = 100 A^-2, r_cut = 10 A, cosine cutoff, float32) on the jittered 60 K crystal of
 `benchmarks.md_throughput` with a jax-md neighbor list (skin 1 A, capacity x1.25) in `neighbors.periodic_space`,
 band=0 (plain) or a band
-width. Timings are medians of repeats after a compiled warm-up, in
-wall and in CPU seconds of the process (the latter much less disturbed by other jobs on a shared machine);
+width. Timings are medians of repeats after a compiled warm-up, per evaluation in a jitted loop of 5 (`timed`),
+in wall and in CPU seconds of the process (the latter much less disturbed by other jobs on a shared machine);
 the ratio plain / banded is taken within one run.
 
 --network adds the force evaluation of the Sec. 4.5 network (sum, then 73-200-100-50-10-1; random weights
 or --model), plain and banded, and the largest force difference. --budgets times the Dense sums (banded and
 plain) with block budgets of 2^b numbers (the default is `descriptors.CPU_BLOCK_BUDGET` on CPU). --pair_terms
 times the plain sum with the pair terms as they were computed before: the cosine cutoff with jnp.cos instead of
-`descriptors.cosine_cutoff`'s polynomial, and jax-md's periodic displacement (mod) instead of
-`neighbors.periodic_space` (rounding), each alone and both, against the defaults in the same run.
+`descriptors.cosine_cutoff`'s polynomial, jax-md's periodic displacement (mod) instead of
+`neighbors.periodic_space` (rounding), and the cutoff weight on the K Gaussians instead of the 3 unit-vector
+components, each alone and all three, against the defaults in the same run.
 """
 
 from __future__ import annotations
@@ -61,7 +62,19 @@ def libm_cosine_cutoff(r, r_cut: float):
   return jnp.where(r < r_cut, 0.5 * (jnp.cos(jnp.pi * r / r_cut) + 1.0), 0.0)
 
 
-def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA):
+def row_sums_cutoff_on_gaussians(r, fc, u, v, r_s, eta, band, vector, precision=None):
+  """`descriptors._row_sums` of the plain vector sum with f_c multiplied into the K Gaussians of each pair instead
+  of its 3 unit-vector components (the --pair_terms comparison; the form before)."""
+  import jax.numpy as jnp
+
+  from unitary_enn import descriptors
+  if band is not None or not vector:
+    return descriptors._row_sums(r, fc, u, v, r_s, eta, band, vector, precision)
+  g = descriptors.gaussian_basis(r, r_s, eta) * fc[..., None]
+  return jnp.einsum("xbms,bmk->bxsk", u[..., None] * v, g, precision=precision or "highest")
+
+
+def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, row_sums=None):
   """jit(positions, neighbor) -> `(N, 3, K)` float32 vector descriptors by `_neighbor_list_sums`.
 
   A band narrower than `descriptors._band_width` is forced (traced with `_band_width` patched to allow it).
@@ -84,35 +97,77 @@ def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA):
     v = jnp.ones((positions.shape[0], 1), jnp.float32)
     return descriptors._neighbor_list_sums(positions, neighbor, v, r_s, eta, displacement_fn=displacement,
                                            r_cut=R_CUT, cutoff=cutoff, vector=True, block=block, band=band)
+
+  def patches():
+    stack = contextlib.ExitStack()
+    if forced:
+      stack.enter_context(mock.patch.object(descriptors, "_band_width", lambda *a: band))
+    if row_sums is not None:
+      stack.enter_context(mock.patch.object(descriptors, "_row_sums", row_sums))
+    return stack
+  return _jitted(f, patches)
+
+
+def _jitted(f, patches):
+  """jit(f), traced under `patches()`; `.looped(calls)` is the same in a jitted loop of `calls` evaluations."""
+  import jax
+  import jax.numpy as jnp
   jitted = jax.jit(f)
 
   def call(positions, neighbor):
-    with mock.patch.object(descriptors, "_band_width", lambda *a: band) if forced else contextlib.nullcontext():
+    with patches():
       return jitted(positions, neighbor)
+
+  def looped(calls: int):
+    def loop(positions, neighbor):
+      out = jax.eval_shape(f, positions, neighbor)
+
+      def body(_, carry):
+        p, _ = carry
+        y = f(p, neighbor)
+        return p + 1e-9 * y.reshape(y.shape[0], -1)[:, :3], y  # nudged by the output: nothing is hoisted
+      return jax.lax.fori_loop(0, calls, body, (positions, jnp.zeros(out.shape, out.dtype)))[1]
+    jitted_loop = jax.jit(loop)
+
+    def run(positions, neighbor):
+      with patches():
+        return jitted_loop(positions, neighbor)
+    return run
+  call.raw, call.patches, call.looped = f, patches, looped
   return call
 
 
 def force_fn(displacement, model, *, band):
-  """jit(positions, neighbor) -> `(N, 3)` eV/A: the descriptor sum then the network, as models.many_body_force_fn."""
+  """jit(positions, neighbor) -> `(N, 3)` eV/A: the descriptor sum then the network (in the cache-sized blocks of
+  `network.network_block`), as models.many_body_force_fn."""
   import jax
   import jax.numpy as jnp
   import numpy as np
 
-  from unitary_enn.network import apply_uenn
+  from unitary_enn.network import apply_uenn, network_block
   params = jax.tree.map(jnp.asarray, model.params)
   dtype = params[0]["W"].real.dtype
   in_scale = jnp.asarray(model.scales["inputs"], dtype)
   out_scale = jnp.asarray(model.scales["targets"], dtype)
   sums = sum_fn(displacement, band=band, r_s=np.asarray(model.basis.r_s), eta=float(model.basis.eta))
+  block = network_block(model.sizes)
 
   def f(positions, neighbor):
-    d = sums(positions, neighbor)
-    return apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation)[..., 0] * out_scale[0]
-  return f
+    d = sums.raw(positions, neighbor)
+    return apply_uenn(params, d.astype(dtype) / in_scale, activation=model.activation,
+                      block=block)[..., 0] * out_scale[0]
+  return _jitted(f, sums.patches)
 
 
-def timed(fn, *args, repeats: int, min_time: float = 0.2) -> dict:
-  """Median wall and CPU seconds per call (as `benchmarks.common.time_fn`, after a warm-up call).
+CALLS = 5  # evaluations per timed jitted loop
+
+
+def timed(fn, *args, repeats: int, min_time: float = 0.2, calls: int = CALLS) -> dict:
+  """Median wall and CPU seconds per evaluation (as `benchmarks.common.time_fn`, after a warm-up call).
+
+  A function made here (`sum_fn`, `force_fn`) is timed in a jitted loop of `calls` evaluations, as MD runs it:
+  one call per evaluation would also time the allocation of its buffers, whose fresh pages the system zeroes
+  (the Sec. 4.5 network on 4,000 atoms took 21 ms per single call and 11 ms an evaluation in a loop).
 
   CPU seconds are those of this process, all its threads together: on a shared machine they are much less
   disturbed by other jobs than wall time, and their ratio is the ratio of the work done.
@@ -121,6 +176,9 @@ def timed(fn, *args, repeats: int, min_time: float = 0.2) -> dict:
   import time
 
   import jax
+  per = 1
+  if hasattr(fn, "looped") and calls > 1:
+    fn, per = fn.looped(calls), calls
   jax.block_until_ready(fn(*args))
   wall, cpu = [], []
   for _ in range(repeats):
@@ -130,10 +188,10 @@ def timed(fn, *args, repeats: int, min_time: float = 0.2) -> dict:
       n += 1
       if time.perf_counter() - t0 >= min_time:
         break
-    wall.append((time.perf_counter() - t0) / n)
-    cpu.append((time.process_time() - c0) / n)
+    wall.append((time.perf_counter() - t0) / (n * per))
+    cpu.append((time.process_time() - c0) / (n * per))
   return dict(median_s=statistics.median(wall), min_s=min(wall), max_s=max(wall), cpu_median_s=statistics.median(cpu),
-              repeats=repeats)
+              repeats=repeats, evaluations_per_call=per)
 
 
 def _ms(t: dict) -> str:
@@ -234,7 +292,9 @@ def main(argv):
         jax_md_displacement = space.periodic(box)[0]
         variants = {"jnp_cos_cutoff": sum_fn(displacement, band=0, cutoff=libm_cosine_cutoff),
                     "jax_md_periodic_displacement": sum_fn(jax_md_displacement, band=0),
-                    "both": sum_fn(jax_md_displacement, band=0, cutoff=libm_cosine_cutoff)}
+                    "cutoff_on_gaussians": sum_fn(displacement, band=0, row_sums=row_sums_cutoff_on_gaussians),
+                    "all_three": sum_fn(jax_md_displacement, band=0, cutoff=libm_cosine_cutoff,
+                                        row_sums=row_sums_cutoff_on_gaussians)}
         row["pair_terms"] = {}
         for key, fn in variants.items():
           t = timed(fn, positions, nbr, repeats=FLAGS.repeats)

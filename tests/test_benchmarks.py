@@ -113,6 +113,8 @@ def test_descriptor_sum_binary_compares_the_band_with_the_plain_sum_on_a_saved_m
   (band,) = row["bands"].values()
   assert band["max_relative_difference"] < 1e-6
   assert band["max_abs_force_difference_ev_per_a"] <= 1e-5 * row["max_abs_force_ev_per_a"]
-  assert set(row["pair_terms"]) == {"jnp_cos_cutoff", "jax_md_periodic_displacement", "both"}
+  assert set(row["pair_terms"]) == {"jnp_cos_cutoff", "jax_md_periodic_displacement", "cutoff_on_gaussians",
+                                    "all_three"}
   assert row["pair_terms"]["jnp_cos_cutoff"]["max_relative_difference"] < 1e-6
+  assert row["pair_terms"]["cutoff_on_gaussians"]["max_relative_difference"] < 1e-6
   assert all(v["max_relative_difference"] < 1e-4 for v in row["pair_terms"].values())

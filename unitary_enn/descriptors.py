@@ -140,7 +140,7 @@ def _pair_terms(d: Array, valid: Array, r_cut: float, cutoff: CutoffFn, vector: 
   """Distances, cutoff weights and unit vectors of pairs, safely masked (no NaN/inf in values or gradients).
 
   The factors of a pair's terms in eq. 34-35 other than its Gaussians: f_c(r_ij), which `_row_sums` multiplies
-  into the pair's K Gaussians, and r_ij / r_ij (vector).
+  into the pair's unit vector (vector sums) or its K Gaussians (scalar sums), and r_ij / r_ij (vector).
 
   Args:
     d: `(3, ...)` r_ij = r_j - r_i in A, coordinates first (`neighbors.row_displacements`).
@@ -155,9 +155,10 @@ def _pair_terms(d: Array, valid: Array, r_cut: float, cutoff: CutoffFn, vector: 
     rejected) gets a NaN weight, so the atoms that see it get NaN descriptors instead of losing a neighbour; an
     infinite distance (an atom at infinity, or a squared distance that overflows) is beyond the cutoff.
 
-    Coordinates come first because XLA's CPU code for `(..., 3)` arrays is slow, and the cutoff goes into the
-    Gaussians rather than into the 3 components: both measured faster on 2 CPU cores (benchmarks/RESULTS.md,
-    "Network MD on one machine, before and after").
+    Coordinates come first because XLA's CPU code for `(..., 3)` arrays is slow (benchmarks/RESULTS.md, "Network
+    MD on one machine, before and after"). With them first, the cutoff weight on the 3 components of the unit
+    vector is faster than on the K Gaussians, which it was not when pairs were `(..., 3)` arrays ("The pair
+    terms of the descriptor sum").
   """
   r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
   # Comparisons with NaN are False, so the tests are written as "not outside": a NaN distance stays in, and its
@@ -195,8 +196,9 @@ def _band_width(r_s, eta, dtype) -> int | None:
 
   A Gaussian farther than sqrt(-ln(tiny) / eta) from r underflows to zero (tiny: the smallest subnormal
   number of `dtype`, whether or not the backend flushes subnormals; float32: 1.02 A for eta = 100 A^-2,
-  float64: 2.73 A), so the full sum holds nothing of it either. The band holds the kb consecutive centres nearest to r (`_band_start`), so every centre left out
-  lies at least kb / 2 grid steps from r; kb is the smallest width for which that is beyond reach.
+  float64: 2.73 A), so the full sum holds nothing of it either. The band holds the kb consecutive centres nearest
+  to r (`_band_start`), so every centre left out lies at least kb / 2 grid steps from r; kb is the smallest width
+  for which that is beyond reach.
 
   Args:
     r_s: `(K,)` centres in A.
@@ -294,11 +296,11 @@ def _row_sums(r: Array, fc: Array, u: Array | None, v: Array, r_s: Array, eta: A
     float32).
   """
   if band is None:
-    g = gaussian_basis(r, r_s, eta) * fc[..., None]
+    g = gaussian_basis(r, r_s, eta)
     prec = resolve_precision(precision, g.dtype)
-    if vector:
-      return jnp.einsum("xbms,bmk->bxsk", u[..., None] * v, g, precision=prec)
-    return jnp.einsum("bmk,bms->bsk", g, jnp.broadcast_to(v, r.shape + v.shape[-1:]), precision=prec)
+    if vector:  # f_c on the 3 components of the unit vector, not on the K Gaussians: 1-7% faster on CPU
+      return jnp.einsum("xbms,bmk->bxsk", (u * fc)[..., None] * v, g, precision=prec)
+    return jnp.einsum("bmk,bms->bsk", g * fc[..., None], jnp.broadcast_to(v, r.shape + v.shape[-1:]), precision=prec)
   b, m = r.shape
   c, g = _banded_gaussians(r, r_s, eta, band)
   v = jnp.broadcast_to(v, (b, m, v.shape[-1]))
@@ -839,7 +841,8 @@ def center_species_channels(descriptors, species, n_species: int):
 
 
 def fit_linear_force_map(descriptors, forces, *, rcond: float | None = None) -> np.ndarray:
-  """Least-squares c minimizing sum_i |F_i - sum_a c_a D_i^a|^2 over atoms i: the linear reference (docs/decisions.md §9).
+  """Least-squares c minimizing sum_i |F_i - sum_a c_a D_i^a|^2 over atoms i: the linear reference
+  (docs/decisions.md §9).
 
   For a pair potential F_i = sum_j U'(r_ij) r_ij / r_ij exactly, so a linear map of the vector descriptors
   reproduces the force up to how well sum_a c_a exp(-eta (r - r_s^a)^2) f_c(r) fits U'(r) on the distances
