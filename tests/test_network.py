@@ -160,23 +160,35 @@ def test_network_block_is_cache_sized_on_cpu_and_whole_on_accelerators():
   assert network.network_block((4, 8), n_coordinates=2, platform="cpu") == network.NETWORK_CPU_BUDGET // 16
 
 
-def test_many_body_forces_with_the_network_in_blocks_equal_the_whole(monkeypatch):
+@pytest.mark.parametrize("alloy", [False, True])
+def test_many_body_forces_with_the_network_in_blocks_equal_the_whole(monkeypatch, alloy):
   """models.many_body_force_fn runs the network in cache-sized blocks of atoms on CPU: with a budget so small
-  that 108 atoms take 6 blocks the forces equal those of the network run at once."""
+  that 108 atoms take 6 blocks the forces equal those of the network run at once, on Dense and Sparse lists, for
+  one species in float64 and for two species with a linear path in float32."""
   from benchmarks import md_throughput
   from jax_md import partition
+  from tests.test_targets import _alloy_model
   from unitary_enn import models, neighbors, network
   pos, box = md_throughput.fcc_state(3, "float64", 60.0)  # 108 atoms in a 15.7 A box
   disp, _ = neighbors.periodic_space(box)
-  r_cut = 0.49 * box
-  basis = models.Basis(np.linspace(2.8, r_cut, 20), 10.0, r_cut, "cosine")
-  params = uenn.init_uenn(jax.random.PRNGKey(1), (20, 16, 8, 1), dtype=jnp.float64)
-  model = models.Model(kind="many_body", params=params, sizes=(20, 16, 8, 1), activation="softsign",
-                       scales=dict(inputs=np.ones(20), targets=np.ones(1)), dtype="float64", basis=basis)
-  nbr = partition.neighbor_list(disp, box, r_cut, format=partition.Dense).allocate(jnp.asarray(pos))
-  whole = np.asarray(jax.jit(models.many_body_force_fn(model, disp))(jnp.asarray(pos), nbr))
-  monkeypatch.setattr(network, "NETWORK_CPU_BUDGET", 3 * 20 * 20)  # widest layer 20: 20 atoms a block, 6 blocks
-  assert network.network_block(model.sizes, platform="cpu") == 20
-  blocked = np.asarray(jax.jit(models.many_body_force_fn(model, disp))(jnp.asarray(pos), nbr))
-  assert np.max(np.abs(whole)) > 1e-3
-  np.testing.assert_allclose(blocked, whole, rtol=1e-12, atol=1e-12 * np.max(np.abs(whole)))
+  if alloy:
+    model = _alloy_model()  # sizes (20, 6, 1), r_cut 5 A, float32
+    kw = dict(species=jnp.asarray(np.random.default_rng(2).integers(0, 2, len(pos))))
+    pos, tol = pos.astype(np.float32), 2e-6
+  else:
+    r_cut = 0.49 * box
+    basis = models.Basis(np.linspace(2.8, r_cut, 20), 10.0, r_cut, "cosine")
+    params = uenn.init_uenn(jax.random.PRNGKey(1), (20, 16, 8, 1), dtype=jnp.float64)
+    model = models.Model(kind="many_body", params=params, sizes=(20, 16, 8, 1), activation="softsign",
+                         scales=dict(inputs=np.ones(20), targets=np.ones(1)), dtype="float64", basis=basis)
+    kw, tol = {}, 1e-12
+  pos = jnp.asarray(pos)
+  for fmt in (partition.Dense, partition.Sparse):
+    nbr = partition.neighbor_list(disp, box, model.r_cut, format=fmt).allocate(pos)
+    monkeypatch.setattr(network, "NETWORK_CPU_BUDGET", 1 << 20)
+    whole = np.asarray(jax.jit(models.many_body_force_fn(model, disp))(pos, nbr, **kw))
+    monkeypatch.setattr(network, "NETWORK_CPU_BUDGET", 3 * 20 * 20)  # widest layer 20: 20 atoms a block, 6 blocks
+    assert network.network_block(model.sizes, platform="cpu") == 20
+    blocked = np.asarray(jax.jit(models.many_body_force_fn(model, disp))(pos, nbr, **kw))
+    assert np.max(np.abs(whole)) > 1e-3
+    np.testing.assert_allclose(blocked, whole, rtol=tol, atol=tol * np.max(np.abs(whole)))
