@@ -239,3 +239,28 @@ def test_block_budget_follows_the_device():
     n_blocks = -(-n // block)
     assert block <= cpu // 1000 and n_blocks == -(-n // min(n, cpu // 1000))  # fewest blocks within the budget
     assert n_blocks * block - n < n_blocks  # padding: less than one row per block
+
+
+def test_narrow_sum_skips_only_empty_columns_of_a_dense_list():
+  """A Dense list with spare capacity leaves its last columns empty (N); the sum then runs over the first
+  `_narrow_width` columns only, and falls back to all of them when a row holds a neighbour there: both equal the
+  all-pairs sum (eq. 51) to rounding, whichever columns of the rows the neighbours sit in."""
+  pos, species = _system(n=70, seed=3)
+  displacement_fn, _ = space.periodic(SIDE)
+  pos = jnp.asarray(pos, jnp.float64)
+  nbrs = partition.neighbor_list(displacement_fn, SIDE, R_CUT, format=partition.Dense,
+                                 capacity_multiplier=1.5).allocate(pos)
+  n, m = nbrs.idx.shape
+  narrow = descriptors._narrow_width(m)
+  idx = np.asarray(nbrs.idx)
+  assert narrow is not None and np.all(idx[:, narrow:] == n)  # the narrow path is taken for this list
+  want = descriptors.vector_descriptors(pos, SIDE, r_cut=R_CUT, **PAPER)
+  sums = jax.jit(lambda p, i: descriptors._neighbor_list_sums(
+      p, nbrs.set(idx=i), jnp.ones((n, 1), jnp.float64), PAPER["r_s"], np.float64(PAPER["eta"]),
+      displacement_fn=displacement_fn, r_cut=R_CUT, cutoff=descriptors.cosine_cutoff, vector=True, block=None))
+  assert _max_rel(sums(pos, jnp.asarray(idx)).reshape(want.shape), want) < 1e-12
+  # The same neighbours in reversed columns: the tail now holds them, and the full sum runs.
+  flipped = idx[:, ::-1].copy()
+  assert np.any(flipped[:, narrow:] < n)
+  assert _max_rel(sums(pos, jnp.asarray(flipped)).reshape(want.shape), want) < 1e-12
+  assert descriptors._narrow_width(40) is None and descriptors._narrow_width(187) == 152
