@@ -82,7 +82,6 @@ def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, ro
   import contextlib
   from unittest import mock
 
-  import jax
   import jax.numpy as jnp
   import numpy as np
 
