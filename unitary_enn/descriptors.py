@@ -57,8 +57,9 @@ def _sin_pi(t: Array) -> Array:
   """sin(pi t) for |t| <= 1/2 by its Taylor polynomial in t, to below the rounding of t's dtype.
 
   7 terms (degree 13, truncation error < 7e-10 at |t| = 1/2) for 32-bit floats and narrower, 13 terms (degree 25,
-  < 2e-23) for float64. XLA's CPU code calls a scalar libm cosine, which took 3 ms of the 20 ms descriptor sum on
-  4,000 atoms; the polynomial vectorizes (benchmarks/RESULTS.md, "The pair terms of the descriptor sum").
+  < 2e-23) for float64. XLA's CPU code calls a scalar libm cosine: the descriptor sum took 1.21-1.25x as long
+  with it on 4,000 and 32,000 atoms; the polynomial vectorizes (benchmarks/RESULTS.md, "Network MD on one
+  machine, second pass", item 1).
   """
   terms = 13 if jnp.finfo(t.dtype).bits > 32 else 7
   coef = [(-1) ** k * math.pi ** (2 * k + 1) / math.factorial(2 * k + 1) for k in range(terms)]
@@ -157,8 +158,8 @@ def _pair_terms(d: Array, valid: Array, r_cut: float, cutoff: CutoffFn, vector: 
 
     Coordinates come first because XLA's CPU code for `(..., 3)` arrays is slow (benchmarks/RESULTS.md, "Network
     MD on one machine, before and after"). With them first, the cutoff weight on the 3 components of the unit
-    vector is faster than on the K Gaussians, which it was not when pairs were `(..., 3)` arrays ("The pair
-    terms of the descriptor sum").
+    vector is faster than on the K Gaussians, which it was not when pairs were `(..., 3)` arrays ("Network MD
+    on one machine, second pass", item 1).
   """
   r2 = d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
   # Comparisons with NaN are False, so the tests are written as "not outside": a NaN distance stays in, and its

@@ -53,10 +53,10 @@ def neighbor_format(format):
 def periodic_space(box: float):
   """jax-md's `space.periodic(box)` with the minimum image taken by rounding (`minimum_image`).
 
-  jax-md wraps a displacement with `mod(dR + box / 2, box) - box / 2`. XLA's CPU code does not vectorize that
-  mod: on 4,000 atoms it took 2.5 of the 4 ms of gathering and wrapping the pairs of a neighbor list, against 0.4
-  ms by rounding (benchmarks/RESULTS.md, "The pair terms of the descriptor sum"). Rounding is also exact for a
-  pair that needs no image, where the mod form rounds dR + box / 2 to the precision of box.
+  jax-md wraps a displacement with `mod(dR + box / 2, box) - box / 2`, which XLA's CPU code does not vectorize:
+  the descriptor sum took 1.13x as long with it on 4,000 and 32,000 atoms (benchmarks/RESULTS.md, "Network MD
+  on one machine, second pass", item 1). Rounding is also exact for a pair that needs no image, where the mod
+  form rounds dR + box / 2 to the precision of box.
 
   Returns:
     (displacement_fn, shift_fn): displacement_fn(Ra, Rb, perturbation=None, **unused) -> the minimum image of

@@ -134,7 +134,8 @@ def network_block(sizes: Sequence[int], n_coordinates: int = 3, platform: str | 
   once) on GPU/TPU, whose memory holds the whole batch.
 
   On 2 CPU cores, the Sec. 4.5 network (widest layer 200) ran 1.3x faster per atom on 4,000 atoms and 1.6x on
-  32,000-108,000 in blocks of 2,000 atoms than all at once (benchmarks/RESULTS.md, "The network in blocks").
+  32,000-108,000 in blocks of 2,000 atoms than all at once (benchmarks/RESULTS.md, "Network MD on one
+  machine, second pass", item 2).
   """
   platform = platform or jax.devices()[0].platform
   if platform != "cpu":
