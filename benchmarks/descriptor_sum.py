@@ -13,10 +13,9 @@ the library refuses it, because the network reads the direction of every channel
 The sum is `descriptors._neighbor_list_sums` as MD calls it (vector descriptors eq. 51, the paper's basis
 r_s = 2.8..10 A, eta = 100 A^-2, r_cut = 10 A, cosine cutoff, float32) on the jittered 60 K crystal of
 `benchmarks.md_throughput` with a jax-md neighbor list (skin 1 A, capacity x1.25) in `neighbors.periodic_space`,
-band=0 (plain) or a band
-width. Timings are medians of repeats after a compiled warm-up, per evaluation in a jitted loop of 5 (`timed`),
-in wall and in CPU seconds of the process (the latter much less disturbed by other jobs on a shared machine);
-the ratio plain / banded is taken within one run.
+band=0 (plain) or a band width. Timings are medians of repeats after a compiled warm-up, per evaluation in a
+jitted loop of 5 (`timed`), in wall and in CPU seconds of the process (the latter much less disturbed by other
+jobs on a shared machine); the ratio plain / banded is taken within one run.
 
 --network adds the force evaluation of the Sec. 4.5 network (sum, then 73-200-100-50-10-1; random weights
 or --model), plain and banded, and the largest force difference. --budgets times the Dense sums (banded and
@@ -43,8 +42,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
   flags.DEFINE_bool("network", True, "Also time the network force evaluation (sum + network), plain and banded.")
   flags.DEFINE_list("budgets", [], "log2 of block budgets (numbers) to time for the Dense sums.")
-  flags.DEFINE_bool("pair_terms", False, "Also time the sum with jax-md's periodic displacement (mod) and a jnp.cos "
-                    "cutoff, the pair terms before the polynomial cutoff and neighbors.periodic_space.")
+  flags.DEFINE_bool("pair_terms", False, "Also time the sum with the pair terms as they were before: jax-md's "
+                    "periodic displacement (mod), a jnp.cos cutoff, the cutoff weight on the Gaussians.")
   flags.DEFINE_list("bands", [], "Band widths to time against the plain sum (default: the exact width).")
   flags.DEFINE_string("model", None, "A many_body workdir whose network gives the forces (default: random weights, "
                       "whose b = 0 makes them blind to small channels).")
@@ -166,7 +165,8 @@ def timed(fn, *args, repeats: int, min_time: float = 0.2, calls: int = CALLS) ->
 
   A function made here (`sum_fn`, `force_fn`) is timed in a jitted loop of `calls` evaluations, as MD runs it:
   one call per evaluation would also time the allocation of its buffers, whose fresh pages the system zeroes
-  (the Sec. 4.5 network on 4,000 atoms took 21 ms per single call and 11 ms an evaluation in a loop).
+  (in a throwaway profiling script the Sec. 4.5 network on 4,000 atoms took 21 ms per single call and 11 ms an
+  evaluation in a loop).
 
   CPU seconds are those of this process, all its threads together: on a shared machine they are much less
   disturbed by other jobs than wall time, and their ratio is the ratio of the work done.

@@ -612,10 +612,10 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
 
   # Sparse formats: pairs in chunks, scatter-added onto their centres (and, for OrderedSparse, neighbours).
   ordered = neighbor.format is partition.OrderedSparse
-  p = neighbor.idx.shape[1]
-  block = block or _block_size(p, pair_cost, itemsize=itemsize)
-  n_blocks = -(-p // block)
-  pad = n_blocks * block - p
+  n_pairs = neighbor.idx.shape[1]
+  block = block or _block_size(n_pairs, pair_cost, itemsize=itemsize)
+  n_blocks = -(-n_pairs // block)
+  pad = n_blocks * block - n_pairs
   idx = jnp.pad(neighbor.idx, ((0, 0), (0, pad)), constant_values=n).reshape(2, n_blocks, block)
   drop = jax.lax.GatherScatterMode.FILL_OR_DROP
   p, pair_map = positions.T, jax.vmap(displacement_fn, (1, 1), 1)  # coordinates first: (3, N), (3, b)

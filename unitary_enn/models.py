@@ -49,12 +49,11 @@ import numpy as np
 
 from jax_md import partition
 
-from unitary_enn import checks, energy, files, parallel
+from unitary_enn import checks, energy, files, network, parallel
 from unitary_enn.data import relative_vectors, symmetrize_permutations
 from unitary_enn.descriptors import (center_species_channels, scalar_descriptors_neighbor_list,
                                      vector_descriptors_neighbor_list)
 from unitary_enn.neighbors import neighbor_list_model
-from unitary_enn import network
 from unitary_enn.network import apply_uenn
 
 Array = jax.Array
