@@ -75,7 +75,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   import numpy as np
 
   import unitary_enn as uenn
-  from unitary_enn import files, models, plots, training
+  from unitary_enn import files, plots, training
 
   t_start = time.time()
   # Every sub-run's training config is checked before the data is generated.

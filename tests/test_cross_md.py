@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests import external
-from unitary_enn import constants, files, models, potentials, quantity, simulate, structures, thermalize
+from unitary_enn import constants, files, potentials, quantity, simulate, structures, thermalize
 from unitary_enn.constants import ARGON_MASS
 from unitary_enn.potentials import lj_energy, lj_forces
 

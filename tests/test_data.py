@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import unitary_enn as uenn
-from unitary_enn import data, potentials, structures, testing
+from unitary_enn import data, potentials, structures
 
 
 def test_every_configuration_respects_r_min():

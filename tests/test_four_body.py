@@ -114,7 +114,6 @@ def test_symmetrized_run_saves_a_relabelling_equivariant_force_field(tmp_path, m
     np.testing.assert_allclose(np.asarray(forces(pos[:, perm])), f[:, perm], atol=1e-6)
   u = np.asarray(uenn.random_unitary(jax.random.PRNGKey(0), 3, jnp.float64))
   np.testing.assert_allclose(np.asarray(forces(pos @ u.T)), f @ u.T, atol=1e-6)
-  from unitary_enn import data
   test = data.four_body_dataset(config.n_configs, seed=config.data_seed, r_min=config.r_min,
                                 position_std=config.position_std, cache_dir=str(tmp_path / "cache"))["test"]
   pred = np.asarray(forces(test.positions))

@@ -5,7 +5,6 @@ import functools
 
 import jax
 import numpy as np
-import pytest
 
 from tests import external
 from unitary_enn import constants, potentials, quantity, simulate, structures

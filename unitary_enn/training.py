@@ -355,7 +355,6 @@ def train(loss_fn: Callable,
     n = min(eval_every, steps - step)
     key, sub = jax.random.split(key)
     t0 = time.time()
-    bad_before = int(bad)
     carry = (params, opt_state, bad, last_good)
     carry, (losses, status) = run_chunk(carry, sub) if n == eval_every and scan else run_tail(carry, sub, n)
     params, opt_state, bad, last_good = carry
