@@ -264,3 +264,50 @@ def test_narrow_sum_skips_only_empty_columns_of_a_dense_list():
   assert np.any(flipped[:, narrow:] < n)
   assert _max_rel(sums(pos, jnp.asarray(flipped)).reshape(want.shape), want) < 1e-12
   assert descriptors._narrow_width(40) is None and descriptors._narrow_width(187) == 152
+
+
+@pytest.mark.parametrize("x_axis", [1, 3])
+@pytest.mark.parametrize("per_channel_eta", [False, True])
+def test_written_out_gradient_of_the_gaussian_sums_is_autodiffs(x_axis, per_channel_eta):
+  """`_gaussian_sums` (the full-basis sum of a block of pairs) has its gradient written out, contracting over the
+  centres: it equals autodiff of the plain contraction for every input (distances, weights, node features,
+  centres, widths), and central differences."""
+  from jax.test_util import check_grads
+  rng = np.random.default_rng(7)
+  b, m, s, k = 3, 5, 2, 7
+  r = jnp.asarray(rng.uniform(2.5, 4.0, (b, m)))
+  w = jnp.asarray(rng.normal(size=(x_axis, b, m)))
+  v = jnp.asarray(rng.normal(size=(b, m, s)))
+  r_s = jnp.asarray(np.linspace(2.5, 4.0, k))
+  eta = jnp.asarray(rng.uniform(2.0, 4.0, k) if per_channel_eta else 3.0)
+  prec = jax.lax.Precision.HIGHEST
+  written = lambda *a: descriptors._gaussian_sums(*a, prec)
+  plain = lambda r, w, v, r_s, eta: jnp.einsum("xbms,bmk->bxsk", w[..., None] * v,
+                                               descriptors.gaussian_basis(r, r_s, eta), precision=prec)
+  args = (r, w, v, r_s, eta)
+  np.testing.assert_allclose(written(*args), plain(*args), rtol=1e-13)
+  c = jnp.asarray(rng.normal(size=(b, x_axis, s, k)))
+  got = jax.grad(lambda *a: jnp.sum(written(*a) * c), argnums=range(5))(*args)
+  want = jax.grad(lambda *a: jnp.sum(plain(*a) * c), argnums=range(5))(*args)
+  for name, g1, g2 in zip(("r", "w", "v", "r_s", "eta"), got, want):
+    assert g1.shape == g2.shape, name
+    assert float(jnp.max(jnp.abs(g2))) > 1e-3, name
+    np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-12, err_msg=name)
+  check_grads(written, args, order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("vector", [True, False])
+def test_gradient_of_the_sums_on_a_neighbor_list_matches_central_differences(vector):
+  """d/d positions of a fixed linear function of the descriptor sums, two species, float64: the written-out
+  gradient of the Gaussian sums, through the cutoff, the unit vectors and the list, against central differences."""
+  pos, sp = _system(40, seed=5)
+  f, p, nbrs, v = _sums(pos, sp, jnp.float64, partition.Dense, vector, band=0, **NARROW)
+  weights = jax.random.normal(jax.random.PRNGKey(1), f(p, nbrs, v).shape, jnp.float64)
+  loss = jax.jit(lambda q: jnp.sum(weights * f(q, nbrs, v)))
+  grad = np.asarray(jax.grad(loss)(p))
+  assert np.max(np.abs(grad)) > 1.0
+  h = 1e-6
+  for a, x in ((0, 0), (13, 1), (39, 2)):
+    d = jnp.zeros_like(p).at[a, x].set(h)
+    fd = (float(loss(p + d)) - float(loss(p - d))) / (2 * h)
+    assert grad[a, x] == pytest.approx(fd, rel=1e-6, abs=1e-6 * np.max(np.abs(grad))), (a, x)

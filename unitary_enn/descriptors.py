@@ -286,6 +286,52 @@ def _band_layout(acc: Array, vector: bool) -> Array:
   return jnp.transpose(acc, (0, 3, 2, 1) if vector else (0, 2, 1))
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _gaussian_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, precision) -> Array:
+  """sum_m w[x, b, m] v[b, m, s] exp(-eta (r[b, m] - r_s[k])^2) -> `(b, X, S, K)`: the sums of eq. 34 (X = 1, w = f_c)
+  and eq. 35 (X = 3, w = f_c r_ij / r_ij) over a block of pairs `(b, m)`, with its gradient written out.
+
+  Autodiff of the contraction forms the `(b, m, K)` cotangent of the Gaussians, a product over the 3 x S (x, s)
+  axes only, and then reduces it over K. The gradient below contracts over the K centres instead:
+  dL/dw v = C . g and dL/dr = 2 eta sum_{x,s} w v (C . (r_s - r) g), two products of the same shape as the
+  forward one (`jax.checkpoint` around each block recomputes g instead of keeping it). Measured in
+  benchmarks/RESULTS.md, "Conservative MD: the gradient of the descriptor sum".
+
+  Reverse mode only, as for any `jax.custom_vjp`: `jax.grad`, `jax.jacrev` and `jax.hessian` (forward over
+  reverse) go through the descriptor sums; `jax.jvp` and `jax.jacfwd` of a function of them raise a TypeError.
+  (A `jax.custom_jvp` with the same products was no faster than autodiff: JAX transposes it into the
+  (3 S, K) x (K, m) product order.)
+  """
+  return _gaussian_sums_fwd(r, w, v, r_s, eta, precision)[0]
+
+
+def _gaussian_sums_fwd(r, w, v, r_s, eta, precision):
+  g = gaussian_basis(r, r_s, eta)
+  out = jnp.einsum("xbms,bmk->bxsk", w[..., None] * v, g, precision=precision)
+  return out, (r, w, v, r_s, eta, g)
+
+
+def _gaussian_sums_bwd(precision, res, c):
+  r, w, v, r_s, eta, g = res
+  wv = w[..., None] * v  # (X, b, m, S)
+  d = r_s - r[..., None]  # (b, m, K)
+  a = jnp.einsum("bxsk,bmk->xbms", c, g, precision=precision)  # dL/d(w v)
+  # dg_k/dr = 2 eta_k (r_s,k - r) g_k; a K-dependent eta goes inside the product
+  scalar_eta = jnp.ndim(eta) == 0
+  h = jnp.einsum("bxsk,bmk->xbms", c, g * d if scalar_eta else eta * g * d, precision=precision)
+  dr = (2 * eta if scalar_eta else 2) * jnp.sum(wv * h, axis=(0, 3))
+  # The centres and widths: exact, and dropped by the compiler when nobody asks for them (the usual case).
+  p = jnp.einsum("bxsk,xbms->bmk", c, wv, precision=precision) * g  # dL/dg g
+  dr_s = -jnp.sum(2 * eta * d * p, axis=(0, 1))
+  deta = -jnp.sum(d * d * p, axis=(0, 1))
+  return (dr.astype(r.dtype), jnp.sum(a * v, axis=3).astype(w.dtype),
+          jnp.sum(a * w[..., None], axis=0).astype(v.dtype), dr_s.astype(r_s.dtype),
+          (jnp.sum(deta) if scalar_eta else deta).astype(jnp.result_type(eta)))
+
+
+_gaussian_sums.defvjp(_gaussian_sums_fwd, _gaussian_sums_bwd)
+
+
 def _row_sums(r: Array, fc: Array, u: Array | None, v: Array, r_s: Array, eta: Array, band: int | None,
               vector: bool, precision=None) -> Array:
   """Sums over axis 1 of a block of pairs `(b, m)`: sum_m [u] f_c v exp(-eta (r - r_s)^2) -> `(b, [3,] S, K)`.
@@ -297,11 +343,11 @@ def _row_sums(r: Array, fc: Array, u: Array | None, v: Array, r_s: Array, eta: A
     float32).
   """
   if band is None:
-    g = gaussian_basis(r, r_s, eta)
-    prec = resolve_precision(precision, g.dtype)
-    if vector:  # f_c on the 3 components of the unit vector, not on the K Gaussians: 1-7% faster on CPU
-      return jnp.einsum("xbms,bmk->bxsk", (u * fc)[..., None] * v, g, precision=prec)
-    return jnp.einsum("bmk,bms->bsk", g * fc[..., None], jnp.broadcast_to(v, r.shape + v.shape[-1:]), precision=prec)
+    prec = resolve_precision(precision, r.dtype)
+    # f_c on the 3 components of the unit vector, not on the K Gaussians: 1-7% faster on CPU
+    w = u * fc if vector else fc[None]
+    out = _gaussian_sums(r, w, jnp.broadcast_to(v, r.shape + v.shape[-1:]), r_s, eta, prec)
+    return out if vector else out[:, 0]
   b, m = r.shape
   c, g = _banded_gaussians(r, r_s, eta, band)
   v = jnp.broadcast_to(v, (b, m, v.shape[-1]))
@@ -474,7 +520,7 @@ def _dense_sums_jit(positions, node_feat, r_s, eta, *, box, r_cut, cutoff, vecto
     r, fc, u = _pair_terms(d, valid, r_cut, cutoff, vector)
     return _row_sums(r, fc, u, node_feat[None], r_s, eta, band, vector, precision)
 
-  out = jax.lax.map(one_block, rows)
+  out = jax.lax.map(jax.checkpoint(one_block), rows)  # recomputed in the gradient, as in `_dense_row_sums`
   out = out.reshape((n_blocks * block,) + out.shape[2:])[:n]
   return out.reshape(out.shape[:-2] + (-1,))
 
@@ -561,7 +607,9 @@ def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, displacement_f
       r, fc, u = _pair_terms(d, valid, r_cut, cutoff, vector)
       return _row_sums(r, fc, u, node_feat[jc], r_s, eta, band, vector, precision)
 
-    out = jax.lax.map(one_block, jnp.arange(n_blocks * block).reshape(n_blocks, block))
+    # jax.checkpoint: the gradient (conservative models) recomputes each block's pair terms instead of keeping
+    # them for every block (rows x M x K numbers); 2x faster conservative MD on CPU (benchmarks/RESULTS.md).
+    out = jax.lax.map(jax.checkpoint(one_block), jnp.arange(n_blocks * block).reshape(n_blocks, block))
     return out.reshape((n_blocks * block,) + out.shape[2:])[:r_count]
 
   narrow = _narrow_width(m)
@@ -620,8 +668,9 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   drop = jax.lax.GatherScatterMode.FILL_OR_DROP
   p, pair_map = positions.T, jax.vmap(displacement_fn, (1, 1), 1)  # coordinates first: (3, N), (3, b)
 
-  def body(acc, ij):
-    i, j = ij
+  def pair_payloads(i, j):
+    """What the block's pairs add to their centres i (and, OrderedSparse, to their neighbours j): a tuple of
+    (target rows, [band starts,] payload) per side; recomputed in the gradient (`jax.checkpoint` below)."""
     valid = (i < n) & (j < n) & (i != j)
     ic, jc = jnp.minimum(i, n - 1), jnp.minimum(j, n - 1)
     d = pair_map(p[:, jc], p[:, ic]).astype(dtype)
@@ -629,19 +678,30 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
     w = _pair_weights(fc, u, vector)  # (b, [3])
     if kb is not None:  # acc is (n, K, S, [3]); the pair's band goes to j's species block (eq. 30)
       c, g = _banded_gaussians(r, r_s, eta, kb)
-      acc = _band_scatter(acc, jnp.where(valid, i, n), c, _band_payload(g, w, node_feat[jc], vector), drop)
+      out = ((jnp.where(valid, i, n), c, _band_payload(g, w, node_feat[jc], vector)),)
       if ordered:  # r_ji = -r_ij; the pair sits in the block of i's species
-        acc = _band_scatter(acc, jnp.where(valid, j, n), c, _band_payload(g, -w if vector else w,
-                                                                        node_feat[ic], vector), drop)
-      return acc, None
+        out += ((jnp.where(valid, j, n), c, _band_payload(g, -w if vector else w, node_feat[ic], vector)),)
+      return out
     g = gaussian_basis(r, r_s, eta)
     to_i = g[:, None, :] * node_feat[jc][:, :, None]  # (b, S, K): block of j's species
     to_i = (w[:, :, None, None] * to_i[:, None] if vector else w[:, None, None] * to_i)
-    acc = acc.at[jnp.where(valid, i, n)].add(to_i.reshape((block,) + out_shape[1:]), mode="drop")
+    out = ((jnp.where(valid, i, n), to_i.reshape((block,) + out_shape[1:])),)
     if ordered:  # r_ji = -r_ij; the pair sits in the block of i's species
       to_j = g[:, None, :] * node_feat[ic][:, :, None]
       to_j = (-w[:, :, None, None] * to_j[:, None] if vector else w[:, None, None] * to_j)
-      acc = acc.at[jnp.where(valid, j, n)].add(to_j.reshape((block,) + out_shape[1:]), mode="drop")
+      out += ((jnp.where(valid, j, n), to_j.reshape((block,) + out_shape[1:])),)
+    return out
+
+  # The gradient (conservative models) recomputes each block's pair terms instead of keeping them for every
+  # block (pairs x K numbers); the scatter-adds stay outside, so that the scan's carry is not kept either.
+  pair_payloads = jax.checkpoint(pair_payloads)
+
+  def body(acc, ij):
+    for side in pair_payloads(*ij):
+      if kb is not None:
+        acc = _band_scatter(acc, side[0], side[1], side[2], drop)
+      else:
+        acc = acc.at[side[0]].add(side[1], mode="drop")
     return acc, None
 
   if kb is None:

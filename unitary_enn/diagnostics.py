@@ -125,7 +125,9 @@ def _jacobian(force_fn: ForceFn, positions: Array) -> Array:
   shape = positions.shape[-2:]
   dim = shape[0] * shape[1]
   flat = lambda r: force_fn(r.reshape(shape)).reshape(-1)
-  jac = jax.vmap(jax.jacfwd(flat))(positions.reshape((-1, dim)))
+  # Reverse mode: the descriptor sums have a written-out gradient (`descriptors._gaussian_sums`), which
+  # forward mode cannot go through; the 3N rows cost the same either way.
+  jac = jax.vmap(jax.jacrev(flat))(positions.reshape((-1, dim)))
   return jac.reshape(positions.shape[:-2] + (dim, dim))
 
 
