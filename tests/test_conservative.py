@@ -309,3 +309,25 @@ def test_many_body_forces_in_blocks_equal_the_whole_and_minus_the_gradient(fmt):
     d = jnp.zeros_like(pos).at[a, x].set(h)
     fd = -(float(energy_fn(pos + d, nbr)) - float(energy_fn(pos - d, nbr))) / (2 * h)
     assert blocked[a, x] == pytest.approx(fd, rel=1e-6, abs=1e-10), (a, x)
+
+
+def test_many_body_force_jacobian_is_minus_the_hessian_through_the_written_out_gradient():
+  """The descriptor sums have a custom VJP (reverse mode only): the force Jacobian of a conservative many-atom
+  model on a neighbor list (`diagnostics.force_jacobian`, reverse mode) equals -jax.hessian(E) (forward over
+  reverse), so lambda = 0 to rounding; forward mode through the sums raises instead of giving a wrong answer."""
+  from jax_md import partition
+
+  from unitary_enn import neighbors
+  m = _many_body()
+  pos, side = _box(n=12)
+  pos = jnp.asarray(pos)
+  disp, _ = neighbors.periodic_space(side)
+  nbr = partition.neighbor_list(disp, side, m.r_cut, format=partition.Dense).allocate(pos)
+  energy_fn, force_fn = models.many_body_energy_fn(m, disp), models.many_body_force_fn(m, disp)
+  hess = np.asarray(jax.hessian(lambda p: energy_fn(p, nbr))(pos)).reshape(3 * len(pos), -1)
+  jac = np.asarray(diagnostics.force_jacobian(lambda p: force_fn(p, nbr), pos))
+  assert np.max(np.abs(hess)) > 1e-2
+  np.testing.assert_allclose(jac, -hess, rtol=1e-10, atol=1e-13 * np.max(np.abs(hess)))
+  assert float(diagnostics.antisymmetric_fraction(lambda p: force_fn(p, nbr), pos)) < 1e-12
+  with pytest.raises(TypeError, match="forward-mode"):
+    jax.jacfwd(lambda p: energy_fn(p, nbr))(pos)
