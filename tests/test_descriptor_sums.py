@@ -270,8 +270,8 @@ def test_narrow_sum_skips_only_empty_columns_of_a_dense_list():
 @pytest.mark.parametrize("per_channel_eta", [False, True])
 def test_written_out_gradient_of_the_gaussian_sums_is_autodiffs(x_axis, per_channel_eta):
   """`_gaussian_sums` (the full-basis sum of a block of pairs) has its gradient written out, contracting over the
-  centres: it equals autodiff of the plain contraction for the distances, weights and node features, and
-  central differences; the basis is fixed, and differentiating with respect to it raises."""
+  centres: it equals autodiff of the plain contraction for every input (distances, weights, node features,
+  centres, widths; the last two computed only when asked for), inside jit too, and central differences."""
   from jax.test_util import check_grads
   rng = np.random.default_rng(7)
   b, m, s, k = 3, 5, 2, 7
@@ -281,21 +281,20 @@ def test_written_out_gradient_of_the_gaussian_sums_is_autodiffs(x_axis, per_chan
   r_s = jnp.asarray(np.linspace(2.5, 4.0, k))
   eta = jnp.asarray(rng.uniform(2.0, 4.0, k) if per_channel_eta else 3.0)
   prec = jax.lax.Precision.HIGHEST
-  written = lambda r, w, v: descriptors._gaussian_sums(r, w, v, r_s, eta, prec)
-  plain = lambda r, w, v: jnp.einsum("xbms,bmk->bxsk", w[..., None] * v, descriptors.gaussian_basis(r, r_s, eta),
-                                     precision=prec)
-  args = (r, w, v)
+  written = lambda *a: descriptors._gaussian_sums(*a, prec)
+  plain = lambda r, w, v, r_s, eta: jnp.einsum("xbms,bmk->bxsk", w[..., None] * v,
+                                               descriptors.gaussian_basis(r, r_s, eta), precision=prec)
+  args = (r, w, v, r_s, eta)
   np.testing.assert_allclose(written(*args), plain(*args), rtol=1e-13)
   c = jnp.asarray(rng.normal(size=(b, x_axis, s, k)))
-  got = jax.grad(lambda *a: jnp.sum(written(*a) * c), argnums=range(3))(*args)
-  want = jax.grad(lambda *a: jnp.sum(plain(*a) * c), argnums=range(3))(*args)
-  for name, g1, g2 in zip(("r", "w", "v"), got, want):
-    assert g1.shape == g2.shape, name
-    assert float(jnp.max(jnp.abs(g2))) > 1e-3, name
-    np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-12, err_msg=name)
+  want = jax.grad(lambda *a: jnp.sum(plain(*a) * c), argnums=range(5))(*args)
+  for argnums in (range(5), range(3)):  # with and without the basis
+    got = jax.jit(jax.grad(lambda *a: jnp.sum(written(*a) * c), argnums=tuple(argnums)))(*args)
+    for name, g1, g2 in zip(("r", "w", "v", "r_s", "eta"), got, want):
+      assert g1.shape == g2.shape, name
+      assert float(jnp.max(jnp.abs(g2))) > 1e-3, name
+      np.testing.assert_allclose(g1, g2, rtol=1e-11, atol=1e-12, err_msg=name)
   check_grads(written, args, order=1, modes=["rev"], atol=1e-6, rtol=1e-6)
-  with pytest.raises(jax.errors.UnexpectedTracerError):
-    jax.grad(lambda rs: jnp.sum(descriptors._gaussian_sums(r, w, v, rs, eta, prec)))(r_s)
 
 
 @pytest.mark.parametrize("vector", [True, False])

@@ -286,6 +286,7 @@ def _band_layout(acc: Array, vector: bool) -> Array:
   return jnp.transpose(acc, (0, 3, 2, 1) if vector else (0, 2, 1))
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
 def _gaussian_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, precision) -> Array:
   """sum_m w[x, b, m] v[b, m, s] exp(-eta (r[b, m] - r_s[k])^2) -> `(b, X, S, K)`: the sums of eq. 34 (X = 1, w = f_c)
   and eq. 35 (X = 3, w = f_c r_ij / r_ij) over a block of pairs `(b, m)`, with its gradient written out.
@@ -299,29 +300,42 @@ def _gaussian_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, precisi
   Reverse mode only, as for any `jax.custom_vjp`: `jax.grad`, `jax.jacrev` and `jax.hessian` (forward over
   reverse) go through the descriptor sums; `jax.jvp` and `jax.jacfwd` of a function of them raise a TypeError.
   (A `jax.custom_jvp` with the same products was no faster than autodiff: JAX transposes it into the
-  (3 S, K) x (K, m) product order.) The basis (r_s, eta) is fixed: the rule closes over it, so that
-  differentiating with respect to it raises an error (jax's UnexpectedTracerError) instead of returning a zero
-  gradient, and a basis replicated over devices needs no cross-device sum of a cotangent under `shard_map`.
+  (3 S, K) x (K, m) product order.) The centres and widths get their exact gradient, computed only when they
+  are differentiated (`symbolic_zeros`), so that a basis replicated over devices (`shard_map`) gets no
+  per-device cotangent.
   """
-  def fwd(r, w, v):
-    g = gaussian_basis(r, r_s, eta)
-    return jnp.einsum("xbms,bmk->bxsk", w[..., None] * v, g, precision=precision), (r, w, v, g)
+  return jnp.einsum("xbms,bmk->bxsk", w[..., None] * v, gaussian_basis(r, r_s, eta), precision=precision)
 
-  def bwd(res, c):
-    r, w, v, g = res
-    wv = w[..., None] * v  # (X, b, m, S)
-    d = r_s - r[..., None]  # (b, m, K)
-    a = jnp.einsum("bxsk,bmk->xbms", c, g, precision=precision)  # dL/d(w v)
-    # dg_k/dr = 2 eta_k (r_s,k - r) g_k; a K-dependent eta goes inside the product
-    scalar_eta = jnp.ndim(eta) == 0
-    h = jnp.einsum("bxsk,bmk->xbms", c, g * d if scalar_eta else eta * g * d, precision=precision)
-    dr = (2 * eta if scalar_eta else 2) * jnp.sum(wv * h, axis=(0, 3))
-    return (dr.astype(r.dtype), jnp.sum(a * v, axis=3).astype(w.dtype),
-            jnp.sum(a * w[..., None], axis=0).astype(v.dtype))
 
-  sums = jax.custom_vjp(lambda r, w, v: fwd(r, w, v)[0])
-  sums.defvjp(fwd, bwd)
-  return sums(r, w, v)
+def _gaussian_sums_fwd(r, w, v, r_s, eta, precision):
+  # symbolic_zeros: the inputs come as CustomVJPPrimal(value, perturbed)
+  r, w, v, basis = r.value, w.value, v.value, (r_s.perturbed or eta.perturbed)
+  r_s, eta = r_s.value, eta.value
+  g = gaussian_basis(r, r_s, eta)
+  out = jnp.einsum("xbms,bmk->bxsk", w[..., None] * v, g, precision=precision)
+  return out, (r, w, v, r_s, eta, g, basis)
+
+
+def _gaussian_sums_bwd(precision, res, c):
+  r, w, v, r_s, eta, g, basis = res
+  wv = w[..., None] * v  # (X, b, m, S)
+  d = r_s - r[..., None]  # (b, m, K)
+  a = jnp.einsum("bxsk,bmk->xbms", c, g, precision=precision)  # dL/d(w v)
+  # dg_k/dr = 2 eta_k (r_s,k - r) g_k; a K-dependent eta goes inside the product
+  scalar_eta = jnp.ndim(eta) == 0
+  h = jnp.einsum("bxsk,bmk->xbms", c, g * d if scalar_eta else eta * g * d, precision=precision)
+  dr = (2 * eta if scalar_eta else 2) * jnp.sum(wv * h, axis=(0, 3))
+  dr_s = deta = None  # zero: the basis is not differentiated
+  if basis:
+    p = jnp.einsum("bxsk,xbms->bmk", c, wv, precision=precision) * g  # dL/dg g
+    dr_s = (-jnp.sum(2 * eta * d * p, axis=(0, 1))).astype(r_s.dtype)
+    deta = -jnp.sum(d * d * p, axis=(0, 1))
+    deta = (jnp.sum(deta) if scalar_eta else deta).astype(jnp.result_type(eta))
+  return (dr.astype(r.dtype), jnp.sum(a * v, axis=3).astype(w.dtype),
+          jnp.sum(a * w[..., None], axis=0).astype(v.dtype), dr_s, deta)
+
+
+_gaussian_sums.defvjp(_gaussian_sums_fwd, _gaussian_sums_bwd, symbolic_zeros=True)
 
 
 def _row_sums(r: Array, fc: Array, u: Array | None, v: Array, r_s: Array, eta: Array, band: int | None,
