@@ -304,7 +304,12 @@ def _gaussian_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, precisi
   are differentiated (`symbolic_zeros`), so that a basis replicated over devices (`shard_map`) gets no
   per-device cotangent.
   """
-  return jnp.einsum("xbms,bmk->bxsk", w[..., None] * v, gaussian_basis(r, r_s, eta), precision=precision)
+  return _contract_pairs(w, v, gaussian_basis(r, r_s, eta), precision)
+
+
+def _contract_pairs(w: Array, v: Array, g: Array, precision) -> Array:
+  """sum_m w[x, b, m] v[b, m, s] g[b, m, k] -> `(b, X, S, K)`: the product of `_gaussian_sums` and its forward rule."""
+  return jnp.einsum("xbms,bmk->bxsk", w[..., None] * v, g, precision=precision)
 
 
 def _gaussian_sums_fwd(r, w, v, r_s, eta, precision):
@@ -312,8 +317,7 @@ def _gaussian_sums_fwd(r, w, v, r_s, eta, precision):
   r, w, v, basis = r.value, w.value, v.value, (r_s.perturbed or eta.perturbed)
   r_s, eta = r_s.value, eta.value
   g = gaussian_basis(r, r_s, eta)
-  out = jnp.einsum("xbms,bmk->bxsk", w[..., None] * v, g, precision=precision)
-  return out, (r, w, v, r_s, eta, g, basis)
+  return _contract_pairs(w, v, g, precision), (r, w, v, r_s, eta, g, basis)
 
 
 def _gaussian_sums_bwd(precision, res, c):
@@ -614,7 +618,8 @@ def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, displacement_f
       return _row_sums(r, fc, u, node_feat[jc], r_s, eta, band, vector, precision)
 
     # jax.checkpoint: the gradient (conservative models) recomputes each block's pair terms instead of keeping
-    # them for every block (rows x M x K numbers); 2x faster conservative MD on CPU (benchmarks/RESULTS.md).
+    # them for every block (rows x M x K numbers; benchmarks/RESULTS.md, "Conservative MD: the gradient of the
+    # descriptor sum").
     out = jax.lax.map(jax.checkpoint(one_block), jnp.arange(n_blocks * block).reshape(n_blocks, block))
     return out.reshape((n_blocks * block,) + out.shape[2:])[:r_count]
 
@@ -705,9 +710,10 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   def body(acc, ij):
     for side in pair_payloads(*ij):
       if kb is not None:
-        acc = _band_scatter(acc, side[0], side[1], side[2], drop)
+        acc = _band_scatter(acc, *side, drop)  # (rows, band starts, payload)
       else:
-        acc = acc.at[side[0]].add(side[1], mode="drop")
+        rows, payload = side
+        acc = acc.at[rows].add(payload, mode="drop")
     return acc, None
 
   if kb is None:

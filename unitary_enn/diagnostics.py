@@ -126,7 +126,7 @@ def _jacobian(force_fn: ForceFn, positions: Array) -> Array:
   dim = shape[0] * shape[1]
   flat = lambda r: force_fn(r.reshape(shape)).reshape(-1)
   # Reverse mode: the descriptor sums have a written-out gradient (`descriptors._gaussian_sums`), which
-  # forward mode cannot go through; the 3N rows cost the same either way.
+  # forward mode cannot go through; a square 3N x 3N Jacobian takes 3N passes in either mode.
   jac = jax.vmap(jax.jacrev(flat))(positions.reshape((-1, dim)))
   return jac.reshape(positions.shape[:-2] + (dim, dim))
 
