@@ -15,6 +15,11 @@
 # many_body one, trained first, since the paper's 10^6 full-batch FIRE steps do not fit a 15-minute lease;
 # CROSS_CONFIG and CROSS_TRAIN change the two configs, e.g. CROSS_CONFIG=tiny CROSS_TRAIN=tiny for a dry run on
 # a CPU). A failed stage is reported and the next one still runs; the exit status is that of the first failure.
+#
+# Sizes for a short lease: MD_CELLS (default 10,20,40,63) and MD_DRIVERS (default lj_cut,network,network_sharded,
+# conservative) choose the md stage's sizes and drivers; PYTEST_ARGS is added to the tests stage's pytest (e.g.
+# "-n 14" where pytest-xdist is installed); STAGE_TIMEOUT (seconds, default none) stops any one stage that runs
+# longer, with its log kept, so that the next stage still runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 backend=$(python -c "import jax; print(jax.default_backend())")
@@ -26,7 +31,11 @@ run() {  # run NAME COMMAND...: log to $out/NAME.log, keep going on failure
   local name=$1; shift
   echo "+ [$name] $*" | tee "$out/$name.log"
   local t0=$SECONDS
-  "$@" 2>&1 | tee -a "$out/$name.log"
+  if [ -n "${STAGE_TIMEOUT:-}" ]; then
+    timeout "$STAGE_TIMEOUT" "$@" 2>&1 | tee -a "$out/$name.log"
+  else
+    "$@" 2>&1 | tee -a "$out/$name.log"
+  fi
   local rc=${PIPESTATUS[0]}
   echo "[$name] exit $rc after $((SECONDS - t0)) s" | tee -a "$out/$name.log"
   [ "$rc" -ne 0 ] && [ "$status" -eq 0 ] && status=$rc
@@ -35,9 +44,10 @@ run() {  # run NAME COMMAND...: log to $out/NAME.log, keep going on failure
 for stage in $stages; do
   case $stage in
     info) run info python -m unitary_enn.info --json ;;
-    tests) run tests python -m pytest -q -p no:cacheprovider --junitxml="$out/tests.xml" ;;
-    md) run md python -m benchmarks.md_throughput --cells=10,20,40,63 --steps=20 --repeats=3 \
-          --drivers=lj_cut,network,network_sharded,conservative --out="$out/md_throughput.json" ;;
+    # shellcheck disable=SC2086  # PYTEST_ARGS is split into words on purpose
+    tests) run tests python -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-} --junitxml="$out/tests.xml" ;;
+    md) run md python -m benchmarks.md_throughput --cells="${MD_CELLS:-10,20,40,63}" --steps=20 --repeats=3 \
+          --drivers="${MD_DRIVERS:-lj_cut,network,network_sharded,conservative}" --out="$out/md_throughput.json" ;;
     training) run training python -m benchmarks.training_throughput --batch_sizes=256,4096,65536 \
                 --dtypes=float32 --out="$out/training_throughput.json" ;;
     time) run time python -m benchmarks.time_to_accuracy --config=experiments/configs/four_body.py:accurate \
