@@ -230,15 +230,17 @@ def test_block_budget_follows_the_device():
   assert descriptors._block_budget("gpu", {"bytes_limit": 10**6, "bytes_in_use": 10**6}) == cpu  # full: floor
   assert descriptors._block_budget("gpu", None) == descriptors.ACCELERATOR_BLOCK_BUDGET
   assert descriptors._block_budget("gpu", {}) == descriptors.ACCELERATOR_BLOCK_BUDGET
-  # Rows per block from the budget; the default device here is the CPU.
+  # Rows per block from the budget.
   # At most budget // cost rows (1048 here), spread evenly: 10 blocks of 1000, not 9 of 1048 and one of 568.
   assert descriptors._block_size(10_000, 1000, budget=2**20) == 1000
   assert descriptors._block_size(10, 1000, budget=2**20) == 10
   for n in (10**6, 4_000, 4_001, 108_000):
-    block = descriptors._block_size(n, 1000)
+    block = descriptors._block_size(n, 1000, budget=cpu)
     n_blocks = -(-n // block)
     assert block <= cpu // 1000 and n_blocks == -(-n // min(n, cpu // 1000))  # fewest blocks within the budget
     assert n_blocks * block - n < n_blocks  # padding: less than one row per block
+    # Without a budget, the default device's (the CPU's here, free memory on a GPU).
+    assert descriptors._block_size(n, 1000) == descriptors._block_size(n, 1000, budget=descriptors._device_budget())
 
 
 def test_narrow_sum_skips_only_empty_columns_of_a_dense_list():
@@ -312,3 +314,4 @@ def test_gradient_of_the_sums_on_a_neighbor_list_matches_central_differences(vec
     d = jnp.zeros_like(p).at[a, x].set(h)
     fd = (float(loss(p + d)) - float(loss(p - d))) / (2 * h)
     assert grad[a, x] == pytest.approx(fd, rel=1e-6, abs=1e-6 * np.max(np.abs(grad))), (a, x)
+

@@ -128,7 +128,7 @@ def test_maxwell_boltzmann_momenta():
   # Unequal masses: total momentum still zero.
   q = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(1), pos[0], jnp.array([1.0, 2.0, 3.0, 4.0]), 5.0)
   np.testing.assert_allclose(q.sum(-2), 0.0, atol=1e-15)
-  with pytest.raises(ValueError, match="temperature \(K\) must be a positive"):
+  with pytest.raises(ValueError, match=r"temperature \(K\) must be a positive"):
     quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(0), pos, temperature=0.0)
 
 

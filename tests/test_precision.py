@@ -8,7 +8,7 @@ import pytest
 from jax_md import space
 
 import unitary_enn as uenn
-from unitary_enn import descriptors, layers, models, neighbors, structures
+from unitary_enn import descriptors, layers, models, neighbors, quantum, structures, testing
 
 
 def _dot_precisions(fn, *args):
@@ -80,3 +80,22 @@ def test_precision_names_resolve_and_64_bit_products_stay_exact():
     exact = np.asarray(a, np.float64) @ np.asarray(a, np.float64)
     err = float(np.max(np.abs(np.asarray(layers.dot(a, a)) - exact)) / np.max(np.abs(exact)))
     assert err < 1e-6
+
+
+def test_quantum_products_and_the_equivariance_check_ask_for_full_float32():
+  """quantum's targets and Cayley step, and assert_equivariant's own U x, in complex64: on a GPU jax's default
+  would compute these in TensorFloat-32 (seen on an H200: cayley_step's norms off by 9e-6, assert_equivariant
+  reporting 3e-4 for an equivariant network)."""
+  with jax.enable_x64(False):
+    psi = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 3), jnp.complex64)
+    phi = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 3), jnp.complex64)
+    u = testing.random_unitary(jax.random.PRNGKey(2), 4, jnp.complex64)
+    fns = {"gram": quantum.gram, "loewdin": quantum.loewdin,
+           "loewdin_newton_schulz": lambda p: quantum.loewdin_newton_schulz(p, 3),
+           "propagate_exact": lambda p: quantum.propagate_exact(p, 0.1, g2=0.5),
+           "propagate_rk4": lambda p: quantum.propagate_rk4(p, 0.1, g2=0.5, substeps=2),
+           "cayley_step": lambda p: quantum.cayley_step(p, phi), "assert_equivariant's U x": lambda p: testing._act(
+               u, p, -2, 0)}
+    for name, fn in fns.items():
+      found = _dot_precisions(fn, psi)
+      assert found and all(p == HIGHEST for p in found), (name, found)

@@ -42,7 +42,8 @@ def _act(u: Array, x: Array, axis: int, n_features: int) -> Array:
   """Apply U' = diag(U, I_m) to the coordinate `axis` of x (the first n entries of that axis)."""
   x = jnp.moveaxis(x, axis, -1)
   n = u.shape[0]
-  vec = x[..., :n] @ u.T
+  # full precision: jax's GPU default for float32/complex64 (TensorFloat-32) would itself break equivariance at ~5e-4
+  vec = jnp.matmul(x[..., :n], u.T, precision=jax.lax.Precision.HIGHEST)
   if x.shape[-1] > n:
     if x.shape[-1] - n != n_features:
       raise ValueError(f"axis {axis} has {x.shape[-1]} entries, expected n={n} plus "
