@@ -56,10 +56,7 @@ def define_flags() -> None:
                     "Which force fields to time: lj_cut, network, conservative (F = -grad E on the same layers), "
                     "network_sharded (the network with the atoms' rows over every device jax sees, "
                     "`parallel.shard_rows`: on one device, the sharded path's overhead), network_whole (the "
-                    "network on all atoms at once instead of cache-sized blocks, `network.network_block`), "
-                    "network_einsum / network_reduce (the network with the descriptor sums' neighbour contraction "
-                    "as a batched matrix product / as a fused product and sum, `descriptors.PAIR_CONTRACTION`; "
-                    "network itself takes the device's default).")
+                    "network on all atoms at once instead of cache-sized blocks, `network.network_block`).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/md_throughput.json).")
 
 R_CUT = 10.0
@@ -197,8 +194,7 @@ def main(argv):
   if "float64" in (FLAGS.dtype, FLAGS.network_dtype) or FLAGS.model:
     jax.config.update("jax_enable_x64", True)
 
-  from unitary_enn import descriptors, models, neighbors, parallel, potentials
-  default_contraction = descriptors.PAIR_CONTRACTION
+  from unitary_enn import models, neighbors, parallel, potentials
   from unitary_enn.constants import ARGON_FCC_LATTICE_CONSTANT
   cells = [int(c) for c in FLAGS.cells]
   too_small = [c for c in cells if c * ARGON_FCC_LATTICE_CONSTANT <= 2 * (R_CUT + FLAGS.dr_threshold)]
@@ -219,9 +215,6 @@ def main(argv):
   }
   builders["network_sharded"] = functools.partial(builders["network"], mesh=parallel.device_mesh())
   builders["network_whole"] = functools.partial(builders["network"], network_block=None)
-  contraction = {"network_einsum": "einsum", "network_reduce": "reduce"}
-  for name in contraction:
-    builders[name] = builders["network"]
   unknown = set(FLAGS.drivers) - set(builders)
   if unknown:
     raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected some of {sorted(builders)}")
@@ -235,14 +228,9 @@ def main(argv):
     positions, box = fcc_state(n_cells, FLAGS.dtype, FLAGS.temperature)
     row = dict(n_cells=n_cells, n_atoms=len(positions), box_a=box)
     for name in FLAGS.drivers:
-      # the contraction form is read when the force function is traced, inside time_md
-      descriptors.PAIR_CONTRACTION = contraction.get(name, default_contraction)
-      try:
-        r = time_md(builders[name], positions, box, steps=FLAGS.steps, repeats=FLAGS.repeats, fmt=fmt,
-                    dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
-                    temperature=FLAGS.temperature)
-      finally:
-        descriptors.PAIR_CONTRACTION = default_contraction
+      r = time_md(builders[name], positions, box, steps=FLAGS.steps, repeats=FLAGS.repeats, fmt=fmt,
+                  dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
+                  temperature=FLAGS.temperature)
       r["atom_steps_per_s"] = row["n_atoms"] / r["s_per_step"]
       row[name] = r
       print(f"md_throughput: {row['n_atoms']:>7,} atoms  {name:12s} {r['s_per_step'] * 1e3:9.1f} ms/step  "
@@ -262,11 +250,6 @@ def main(argv):
       row["network_whole_over_network"] = row["network_whole"]["s_per_step"] / row["network"]["s_per_step"]
       print(f"md_throughput: network run on all atoms at once / in blocks (the default) time per step = "
             f"{row['network_whole_over_network']:.3f}", flush=True)
-    for name in contraction:
-      if "network" in row and name in row:
-        row[f"{name}_over_network"] = row[name]["s_per_step"] / row["network"]["s_per_step"]
-        print(f"md_throughput: {name} / network (the default, {descriptors._pair_contraction()}) time per step = "
-              f"{row[f'{name}_over_network']:.3f}", flush=True)
     if "network" in row and "lj_cut" in row:
       row["network_cost_over_lj_cut"] = row["network"]["s_per_step"] / row["lj_cut"]["s_per_step"]
       print(f"md_throughput: network / lj_cut time per step = {row['network_cost_over_lj_cut']:.2f}; "
@@ -277,7 +260,7 @@ def main(argv):
             f"{row['conservative_cost_over_network']:.2f}", flush=True)
     rows.append(row)
   record = dict(devices=[str(d) for d in jax.devices()], dtype=FLAGS.dtype, network_dtype=net_dtype, descriptor_dtype=FLAGS.descriptor_dtype,
-                format=FLAGS.format, pair_contraction=descriptors._pair_contraction(),
+                format=FLAGS.format,
                 dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
                 model=FLAGS.model or "random weights, paper sizes", network_sizes=sizes,
                 conservative_model=FLAGS.conservative_model or "random weights, paper layers + 16 vectors + head "

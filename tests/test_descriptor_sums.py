@@ -315,25 +315,3 @@ def test_gradient_of_the_sums_on_a_neighbor_list_matches_central_differences(vec
     fd = (float(loss(p + d)) - float(loss(p - d))) / (2 * h)
     assert grad[a, x] == pytest.approx(fd, rel=1e-6, abs=1e-6 * np.max(np.abs(grad))), (a, x)
 
-
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
-@pytest.mark.parametrize("fmt", [partition.Dense, partition.Sparse])
-def test_fused_reduce_contraction_equals_the_matrix_product(monkeypatch, dtype, fmt):
-  """The neighbour contraction as a product and a sum that XLA fuses with the Gaussians (the accelerator
-  default) against the batched matrix product (the CPU default): same sums, vector and scalar, two species, and
-  the same gradient through the written-out VJP."""
-  pos, species = _system(seed=4)
-  out, grads = {}, {}
-  for mode in ("einsum", "reduce"):
-    monkeypatch.setattr(descriptors, "PAIR_CONTRACTION", mode)
-    assert descriptors._pair_contraction() == mode
-    f, p, nbrs, v = _sums(pos, species, dtype, fmt, True, 0, block=16)  # band 0: the full sum
-    g, *_ = _sums(pos, species, dtype, fmt, False, 0, block=16)
-    out[mode] = (f(p, nbrs, v), g(p, nbrs, v))
-    grads[mode] = jax.grad(lambda q: jnp.sum(f(q, nbrs, v) ** 2) + jnp.sum(jnp.sin(g(q, nbrs, v))))(p)
-  for a, b in zip(out["reduce"], out["einsum"]):
-    assert _max_rel(a, b) < TOL[dtype]
-  assert _max_rel(grads["reduce"], grads["einsum"]) < 100 * TOL[dtype]
-  monkeypatch.setattr(descriptors, "PAIR_CONTRACTION", "fast")
-  with pytest.raises(ValueError, match="PAIR_CONTRACTION is 'fast'"):
-    descriptors._pair_contraction()

@@ -307,30 +307,9 @@ def _gaussian_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, precisi
   return _contract_pairs(w, v, gaussian_basis(r, r_s, eta), precision)
 
 
-# How the full sums contract over the neighbours (`_contract_pairs`): "einsum", a batched matrix product (XLA
-# CPU's fastest form), or "reduce", a product and a sum that XLA fuses with the Gaussians into one pass, so the
-# `(rows, neighbours, K)` Gaussians are never written to memory; "auto" takes einsum on CPU and reduce on an
-# accelerator. The reduce form always computes in full precision (it has no dot for `precision` to change).
-PAIR_CONTRACTIONS = ("auto", "einsum", "reduce")
-PAIR_CONTRACTION = "auto"
-
-
-def _pair_contraction() -> str:
-  mode = PAIR_CONTRACTION
-  if mode not in PAIR_CONTRACTIONS:
-    raise ValueError(f"descriptors.PAIR_CONTRACTION is {mode!r}; expected one of {PAIR_CONTRACTIONS}")
-  if mode == "auto":
-    return "einsum" if jax.devices()[0].platform == "cpu" else "reduce"
-  return mode
-
-
 def _contract_pairs(w: Array, v: Array, g: Array, precision) -> Array:
-  """sum_m w[x, b, m] v[b, m, s] g[b, m, k] -> `(b, X, S, K)`: the product of `_gaussian_sums` and its forward rule,
-  in the form `PAIR_CONTRACTION` names."""
-  wv = w[..., None] * v  # (X, b, m, S)
-  if _pair_contraction() == "reduce":
-    return jnp.transpose(jnp.sum(wv[..., None] * g[None, :, :, None, :], axis=2), (1, 0, 2, 3))
-  return jnp.einsum("xbms,bmk->bxsk", wv, g, precision=precision)
+  """sum_m w[x, b, m] v[b, m, s] g[b, m, k] -> `(b, X, S, K)`: the product of `_gaussian_sums` and its forward rule."""
+  return jnp.einsum("xbms,bmk->bxsk", w[..., None] * v, g, precision=precision)
 
 
 def _gaussian_sums_fwd(r, w, v, r_s, eta, precision):
