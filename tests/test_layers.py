@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import unitary_enn as uenn
+from unitary_enn import layers
 
 COMPLEX = [jnp.complex64, jnp.complex128]
 REAL = [jnp.float32, jnp.float64]
@@ -78,6 +79,49 @@ def test_norm_and_unit_vectors_finite_at_zero(dtype):
   if dtype == jnp.float64:
     y = jnp.array([[3.0], [4.0]])
     np.testing.assert_allclose(jax.grad(lambda y: uenn.safe_norm(y).sum())(y), y / 5.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.complex64, jnp.float64])
+def test_unit_vectors_near_underflow_are_unit_or_zero_like_the_exact_formula(dtype):
+  """Columns from 1e-25 to 1e-15 in float32 (1e-160 to 1e-150 in float64), components of mixed sizes, against
+  x / ||x|| computed in float64 from x scaled up first (0 below `unit_threshold`): squaring x itself underflowed
+  there, which made eq. 9 depend on the backend's flush-to-zero (an H200 and XLA's CPU code disagreed) and gave
+  vectors longer than 1 where only the smaller components' squares were flushed."""
+  real = jnp.finfo(dtype).dtype
+  tau = layers.unit_threshold(dtype)
+  assert tau == pytest.approx(np.sqrt(np.finfo(real).tiny))
+  rng = np.random.default_rng(0)
+  mags = 10.0 ** rng.uniform(-6, 4, size=(1, 400)) * tau  # column sizes around the threshold
+  shape = rng.uniform(0.01, 1.0, size=(3, 400)) * rng.choice([-1, 1], size=(3, 400))
+  shape[rng.random((3, 400)) < 0.2] = 0.0  # some components exactly 0
+  x = shape * mags
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    x = x * np.exp(1j * rng.uniform(0, 2 * np.pi, size=x.shape))
+  x = np.asarray(jnp.asarray(x, dtype))  # what the dtype holds
+  e = np.asarray(uenn.unit_vectors(jnp.asarray(x)))
+  scaled = x.astype(np.complex128 if np.iscomplexobj(x) else np.float64) / tau
+  norm = np.linalg.norm(scaled, axis=0) * tau
+  expected = np.where(norm >= tau, scaled / np.where(norm > 0, norm / tau, 1.0), 0.0)
+  eps = float(np.finfo(real).eps)
+  near = np.abs(norm / tau - 1.0) < 4 * eps  # within rounding of the threshold: either side is right
+  np.testing.assert_allclose(e[:, ~near], expected[:, ~near], rtol=0, atol=4 * eps)
+  lengths = np.linalg.norm(e, axis=0)
+  assert np.all((np.abs(lengths - 1.0) < 4 * eps) | (lengths == 0.0))
+  assert 50 < np.sum(lengths > 0) < 350  # both sides of the threshold were drawn
+  # e depends on the direction alone: scaling a column by 2^-40 keeps it while it stays above the threshold.
+  y = jnp.asarray(x[:, ~near & (norm > 2.0**41 * tau)])
+  np.testing.assert_allclose(uenn.unit_vectors(y * 2.0**-40), uenn.unit_vectors(y), rtol=0, atol=4 * eps)
+
+
+def test_unit_vector_gradient_is_the_projector_over_the_norm():
+  """d e / d x = (I - e e^T) / ||x|| for a real column (the scale taken out of the norm carries no gradient)."""
+  x = jnp.array([[3e-10], [-4e-10], [12e-10]])
+  jac = jax.jacobian(lambda v: uenn.unit_vectors(v)[:, 0])(x)[:, :, 0]
+  e = x[:, 0] / 13e-10
+  np.testing.assert_allclose(jac, (np.eye(3) - np.outer(e, e)) / 13e-10, rtol=1e-12)
+  from jax.test_util import check_grads
+  check_grads(lambda v: jnp.sum(uenn.unit_vectors(v) * jnp.array([[1.0], [2.0], [-0.5]])),
+                            (x * 1e9,), order=2, modes=["rev"])
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.complex128])

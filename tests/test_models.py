@@ -68,8 +68,31 @@ def test_models_of_the_previous_release_convert_and_give_the_same_forces(kind, t
       box = float(ref["box"])
       np.testing.assert_allclose(forces(ref["many_body_box_positions"], box), ref["many_body_box_forces"],
                                  rtol=1e-5, atol=2e-6)
-      np.testing.assert_allclose(forces(ref["many_body_free_positions"]), ref["many_body_free_forces"],
-                                 rtol=1e-5, atol=2e-6)
+      # 0.1 normalized each input column by the square root of its float32 sum of squares. Where a column's
+      # smaller components are ~1e-20, their squares underflow and XLA's CPU code flushes them to 0, so 0.1's e
+      # for that column was longer than 1 (and a GPU gave another value: benchmarks/RESULTS.md, "GPU: one H200").
+      # `layers.unit_vectors` now normalizes such columns exactly, on every backend. Atoms with such a column
+      # may differ from 0.1; all others reproduce it.
+      free = ref["many_body_free_positions"]
+      got = np.asarray(forces(free))
+      flagged = _atoms_with_underflowing_squares(models.load_model(workdir), free)
+      assert 0 < len(flagged) <= 4, flagged  # atoms 9, 23 and 24 of this cluster
+      others = np.setdiff1d(np.arange(len(free)), flagged)
+      np.testing.assert_allclose(got[others], ref["many_body_free_forces"][others], rtol=1e-5, atol=2e-6)
+      off = np.where(np.abs(got - ref["many_body_free_forces"]).max(axis=1) > 1e-5)[0]
+      assert set(off) <= set(flagged) and np.all(np.isfinite(got))
+
+
+def _atoms_with_underflowing_squares(model, positions):
+  """Atoms whose first-layer input (float32, free space) holds a column of norm >= `layers.unit_threshold` with a
+  nonzero component whose square is below float32's smallest normal number."""
+  b = model.basis
+  d = descriptors.vector_descriptors(jnp.asarray(positions, jnp.float32), None, r_s=b.r_s, eta=b.eta, r_cut=b.r_cut,
+                                     cutoff=b.cutoff)
+  x = np.asarray(d / jnp.asarray(model.scales["inputs"], jnp.float32), np.float64)  # (N, 3, K)
+  tiny = float(np.finfo(np.float32).tiny)
+  column = (np.linalg.norm(x, axis=1) >= np.sqrt(tiny)) & np.any((x != 0) & (x * x < tiny), axis=1)
+  return np.where(column.any(axis=1))[0]
 
 
 class _Payload:

@@ -104,12 +104,33 @@ def safe_norm(x: Array, axis: int = -2, keepdims: bool = True) -> Array:
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
 
 
+def unit_threshold(dtype) -> float:
+  """The norm below which eq. 9's unit vector is 0: sqrt of the dtype's smallest normal number (1.08e-19 in
+  float32, 1.5e-154 in float64), where the squares in ||x|| would reach the subnormal range."""
+  return float(np.sqrt(np.finfo(jnp.finfo(dtype).dtype).tiny))
+
+
 def unit_vectors(x: Array, axis: int = -2) -> Array:
-  """e = x / ||x|| column by column (eq. 9), defined as 0 where x = 0, with finite gradients there."""
+  """e = x / ||x|| column by column (eq. 9); 0 where ||x|| < `unit_threshold`, with finite gradients there.
+
+  Squaring a column whose components are ~1e-19 (float32) underflows, and backends flush such squares to zero
+  differently (XLA's CPU code and an H200 disagreed: benchmarks/RESULTS.md, "GPU: one H200"), which moved eq. 9's
+  jump from 0 to a backend-dependent place and gave vectors longer than 1 where only the smaller components'
+  squares were flushed. So columns with ||x||^2 < tiny / eps^2 (float32: 2^-80) are normalized after an exact
+  scaling by 1 / `unit_threshold` (2^63 in float32), where nothing underflows: e is a unit vector, or 0 below the
+  threshold, on every backend. Larger columns take x / sqrt(sum |x_i|^2) as before, to the bit.
+  """
   x = _vectors("x", x, axis)
-  norm = safe_norm(x, axis=axis, keepdims=True)
-  positive = norm > 0
-  return jnp.where(positive, x / jnp.where(positive, norm, 1.0), 0.0)
+  real = jnp.finfo(x.dtype).dtype
+  finfo = np.finfo(real)
+  sq = jnp.sum(jnp.real(x * jnp.conj(x)), axis=axis, keepdims=True)
+  large = sq >= float(finfo.tiny) / float(finfo.eps) ** 2
+  plain = x / jnp.sqrt(jnp.where(large, sq, 1.0)).astype(x.dtype)
+  y = jnp.where(large, 0.0, x) * jnp.asarray(1.0 / unit_threshold(real), real).astype(x.dtype)  # exact: 2^k
+  sq_y = jnp.sum(jnp.real(y * jnp.conj(y)), axis=axis, keepdims=True)
+  kept = sq_y >= 1.0  # ||x|| >= unit_threshold
+  scaled = jnp.where(kept, y / jnp.sqrt(jnp.where(kept, sq_y, 1.0)).astype(x.dtype), 0.0)
+  return jnp.where(large, plain, scaled)
 
 
 def smooth_unit_vectors(x: Array, eps: float, axis: int = -2) -> Array:
