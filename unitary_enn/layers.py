@@ -118,14 +118,15 @@ def unit_vectors(x: Array, axis: int = -2) -> Array:
   jump from 0 to a backend-dependent place and gave vectors longer than 1 where only the smaller components'
   squares were flushed. So columns with ||x||^2 < tiny / eps^2 (float32: 2^-80) are normalized after an exact
   scaling by 1 / `unit_threshold` (2^63 in float32), where nothing underflows: e is a unit vector, or 0 below the
-  threshold, on every backend. Larger columns take x / sqrt(sum |x_i|^2) as before, to the bit.
+  threshold, on every backend. Larger columns take x / ||x|| as before: the same values to the bit, gradients to
+  rounding.
   """
   x = _vectors("x", x, axis)
   real = jnp.finfo(x.dtype).dtype
   finfo = np.finfo(real)
-  sq = jnp.sum(jnp.real(x * jnp.conj(x)), axis=axis, keepdims=True)
-  large = sq >= float(finfo.tiny) / float(finfo.eps) ** 2
-  plain = x / jnp.sqrt(jnp.where(large, sq, 1.0)).astype(x.dtype)
+  norm = safe_norm(x, axis=axis, keepdims=True)
+  large = norm >= float(np.sqrt(finfo.tiny) / finfo.eps)
+  plain = jnp.where(large, x / jnp.where(large, norm, 1.0), 0.0)  # the expression of before, to the bit
   y = jnp.where(large, 0.0, x) * jnp.asarray(1.0 / unit_threshold(real), real).astype(x.dtype)  # exact: 2^k
   sq_y = jnp.sum(jnp.real(y * jnp.conj(y)), axis=axis, keepdims=True)
   kept = sq_y >= 1.0  # ||x|| >= unit_threshold
