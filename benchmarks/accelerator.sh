@@ -10,16 +10,17 @@
 # Stages: info (python -m unitary_enn.info --json), tests (the whole suite, junit XML and log), md
 # (benchmarks.md_throughput at 4,000 / 32,000 / 256,000 / 1,000,188 atoms: the direct and the conservative network
 # and lj/cut in the same run), sums (benchmarks.descriptor_sum at 32,000 and 1,000,188 atoms: the descriptor sum
-# alone and with the network, plain and banded, and block budgets of 2^26 / 2^28 / 2^30 numbers), training (benchmarks.training_throughput at batches up to 65,536), time (time to the paper's 0.00118 eV/A
-# with the four-atom :accurate recipe), paper (experiments.cross_md :paper, the 50^3-cell thermalization, the
+# alone and with the network, plain and banded, and block budgets of 2^26 / 2^28 / 2^30 numbers), training
+# (benchmarks.training_throughput at batches up to 65,536), time (time to the paper's 0.00118 eV/A with the
+# four-atom :accurate recipe), paper (experiments.cross_md :paper, the 50^3-cell thermalization, the
 # 26,656-atom cross and 20,000 steps with both force fields, in $out/cross_md_paper; the force model is the quick
 # many_body one, trained first, since the paper's 10^6 full-batch FIRE steps do not fit a 15-minute lease;
 # CROSS_CONFIG and CROSS_TRAIN change the two configs, e.g. CROSS_CONFIG=tiny CROSS_TRAIN=tiny for a dry run on
 # a CPU). A failed stage is reported and the next one still runs; the exit status is that of the first failure.
 #
 # Sizes for a short lease: MD_CELLS (default 10,20,40,63) and MD_DRIVERS (default lj_cut,network,network_sharded,
-# conservative) choose the md stage's sizes and drivers, SUM_CELLS (default 20,63) the sums stage's; PYTEST_ARGS is added to the tests stage's pytest (e.g.
-# "-n 14" where pytest-xdist is installed); STAGE_TIMEOUT (seconds, default none) stops any one stage that runs
+# conservative) choose the md stage's sizes and drivers, SUM_CELLS (default 20,63) the sums stage's; PYTEST_ARGS
+# is added to the tests stage's pytest (e.g. "-n 14" where pytest-xdist is installed); STAGE_TIMEOUT (seconds, default none) stops any one stage that runs
 # longer, with its log kept, so that the next stage still runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."

@@ -123,11 +123,11 @@ def unit_vectors(x: Array, axis: int = -2) -> Array:
   """
   x = _vectors("x", x, axis)
   real = jnp.finfo(x.dtype).dtype
-  finfo = np.finfo(real)
+  tau = unit_threshold(real)
   norm = safe_norm(x, axis=axis, keepdims=True)
-  large = norm >= float(np.sqrt(finfo.tiny) / finfo.eps)
+  large = norm >= tau / float(np.finfo(real).eps)  # ||x||^2 >= tiny / eps^2
   plain = jnp.where(large, x / jnp.where(large, norm, 1.0), 0.0)  # the expression of before, to the bit
-  y = jnp.where(large, 0.0, x) * jnp.asarray(1.0 / unit_threshold(real), real).astype(x.dtype)  # exact: 2^k
+  y = jnp.where(large, 0.0, x) * jnp.asarray(1.0 / tau, real).astype(x.dtype)  # exact: a power of 2
   sq_y = jnp.sum(jnp.real(y * jnp.conj(y)), axis=axis, keepdims=True)
   kept = sq_y >= 1.0  # ||x|| >= unit_threshold
   scaled = jnp.where(kept, y / jnp.sqrt(jnp.where(kept, sq_y, 1.0)).astype(x.dtype), 0.0)

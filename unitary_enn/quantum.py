@@ -23,7 +23,7 @@ themselves,
 
 Everything here is pure and jit/vmap-able, for complex64 and complex128; the data generators draw with NumPy
 and compute targets in complex128 (float64) whatever the global JAX precision. Every matrix product asks for full
-precision (`_mm`): jax's default for complex64 on a GPU is TensorFloat-32, whose ~5e-4 relative rounding would
+precision (`layers.dot`): jax's default for complex64 on a GPU is TensorFloat-32, whose ~5e-4 relative rounding would
 break the norm preservation of `cayley_step` (seen on an H200: 9e-6 instead of float32 rounding).
 """
 
@@ -35,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from unitary_enn.layers import dot
+
 Array = jax.Array
 Seed = Union[int, Sequence[int]]
 
@@ -43,14 +45,9 @@ def _dagger(x: Array) -> Array:
   return jnp.conj(jnp.swapaxes(x, -1, -2))
 
 
-def _mm(a: Array, b: Array) -> Array:
-  """a @ b in full precision on every backend (float32/complex64 too)."""
-  return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
-
-
 def gram(x: Array) -> Array:
   """The Gram matrix S = X^H X of the columns of `x` `(..., n, M)` -> `(..., M, M)`, Hermitian."""
-  return _mm(_dagger(x), x)
+  return dot(_dagger(x), x)
 
 
 def inverse_sqrt_eigh(s: Array) -> Array:
@@ -60,7 +57,7 @@ def inverse_sqrt_eigh(s: Array) -> Array:
     V diag(w^(-1/2)) V^H, `(..., M, M)`, Hermitian; NaN/Inf where S is singular (guard the input instead).
   """
   w, v = jnp.linalg.eigh(s)
-  return _mm(v * (w ** -0.5)[..., None, :].astype(v.dtype), _dagger(v))
+  return dot(v * (w ** -0.5)[..., None, :].astype(v.dtype), _dagger(v))
 
 
 def inverse_sqrt_newton_schulz(s: Array, iterations: int = 60) -> Array:
@@ -86,8 +83,8 @@ def inverse_sqrt_newton_schulz(s: Array, iterations: int = 60) -> Array:
 
   def body(_, yz):
     y, z = yz
-    t = 0.5 * (3.0 * eye - _mm(z, y))
-    return _mm(y, t), _mm(t, z)
+    t = 0.5 * (3.0 * eye - dot(z, y))
+    return dot(y, t), dot(t, z)
 
   _, z = jax.lax.fori_loop(0, iterations, body, (a, eye))
   return z / jnp.sqrt(c).astype(s.dtype)
@@ -103,12 +100,12 @@ def loewdin(x: Array) -> Array:
   Returns:
     `(..., n, M)` with orthonormal columns. U(n)-equivariant: loewdin(U X) = U loewdin(X).
   """
-  return _mm(x, inverse_sqrt_eigh(gram(x)))
+  return dot(x, inverse_sqrt_eigh(gram(x)))
 
 
 def loewdin_newton_schulz(x: Array, iterations: int = 60) -> Array:
   """`loewdin` with S^(-1/2) from `inverse_sqrt_newton_schulz` instead of an eigendecomposition."""
-  return _mm(x, inverse_sqrt_newton_schulz(gram(x), iterations))
+  return dot(x, inverse_sqrt_newton_schulz(gram(x), iterations))
 
 
 def mean_field_hamiltonian(psi: Array, g: float = 1.0, g2: float = 0.0) -> Array:
@@ -122,8 +119,8 @@ def mean_field_hamiltonian(psi: Array, g: float = 1.0, g2: float = 0.0) -> Array
   Returns:
     Hermitian `(..., n, n)`.
   """
-  p = _mm(psi, _dagger(psi))
-  return g * p + g2 * _mm(p, p)
+  p = dot(psi, _dagger(psi))
+  return g * p + g2 * dot(p, p)
 
 
 def propagate_exact(psi: Array, dt: float, g: float = 1.0, g2: float = 0.0) -> Array:
@@ -142,7 +139,7 @@ def propagate_exact(psi: Array, dt: float, g: float = 1.0, g2: float = 0.0) -> A
   """
   energies, v = jnp.linalg.eigh(mean_field_hamiltonian(psi, g, g2))
   phases = jnp.exp(-1j * energies * dt).astype(psi.dtype)
-  return _mm(v * phases[..., None, :], _mm(_dagger(v), psi))
+  return dot(v * phases[..., None, :], dot(_dagger(v), psi))
 
 
 def propagate_rk4(psi: Array, dt: float, g: float = 1.0, g2: float = 0.0, substeps: int = 64) -> Array:
@@ -155,7 +152,7 @@ def propagate_rk4(psi: Array, dt: float, g: float = 1.0, g2: float = 0.0, subste
   h = dt / substeps
 
   def rhs(p):
-    return -1j * _mm(mean_field_hamiltonian(p, g, g2), p)
+    return -1j * dot(mean_field_hamiltonian(p, g, g2), p)
 
   def body(_, p):
     k1 = rhs(p)
@@ -200,8 +197,8 @@ def cayley_step(psi: Array, phi: Array) -> Array:
     `(..., n, M)`. Cost: one dense n x n solve per sample (G has rank <= 2M; Woodbury would be cheaper for
     large n).
   """
-  g = _mm(phi, _dagger(psi)) - _mm(psi, _dagger(phi))
-  g_psi = _mm(phi, _mm(_dagger(psi), psi)) - _mm(psi, _mm(_dagger(phi), psi))
+  g = dot(phi, _dagger(psi)) - dot(psi, _dagger(phi))
+  g_psi = dot(phi, dot(_dagger(psi), psi)) - dot(psi, dot(_dagger(phi), psi))
   eye = jnp.eye(psi.shape[-2], dtype=psi.dtype)
   return jnp.linalg.solve(eye - 0.5 * g, psi + 0.5 * g_psi)
 

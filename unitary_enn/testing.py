@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unitary_enn import checks
+from unitary_enn.layers import dot
 
 Array = jax.Array
 
@@ -42,8 +43,9 @@ def _act(u: Array, x: Array, axis: int, n_features: int) -> Array:
   """Apply U' = diag(U, I_m) to the coordinate `axis` of x (the first n entries of that axis)."""
   x = jnp.moveaxis(x, axis, -1)
   n = u.shape[0]
-  # full precision: jax's GPU default for float32/complex64 (TensorFloat-32) would itself break equivariance at ~5e-4
-  vec = jnp.matmul(x[..., :n], u.T, precision=jax.lax.Precision.HIGHEST)
+  # full precision (`layers.dot`'s default): jax's GPU default for float32/complex64 (TensorFloat-32) would itself
+  # break equivariance at ~5e-4
+  vec = dot(x[..., :n], u.T)
   if x.shape[-1] > n:
     if x.shape[-1] - n != n_features:
       raise ValueError(f"axis {axis} has {x.shape[-1]} entries, expected n={n} plus "
