@@ -8,9 +8,11 @@
 #   STAGES=paper bash benchmarks/accelerator.sh         # the paper-scale argon cross (not in the default set)
 #
 # Stages: info (python -m unitary_enn.info --json), tests (the whole suite, junit XML and log), md
-# (benchmarks.md_throughput at 4,000 / 32,000 / 256,000 / 1,000,188 atoms: the direct and the conservative network
-# and lj/cut in the same run), sums (benchmarks.descriptor_sum at 32,000 and 1,000,188 atoms: the descriptor sum
-# alone and with the network, plain and banded, and block budgets of 2^26 / 2^28 / 2^30 numbers), training
+# (benchmarks.md_throughput at 4,000 / 32,000 / 256,000 / 1,000,188 atoms: the direct network with XLA's and with
+# the fused Pallas descriptor sums, the conservative network and lj/cut in the same run), sums
+# (benchmarks.descriptor_sum at 32,000 and 1,000,188 atoms: the descriptor sum alone and with the network, plain,
+# banded and fused in one Pallas kernel with 16 / 32 / 64 / 128 atoms a program, and block budgets of 2^26 / 2^28 /
+# 2^30 numbers), training
 # (benchmarks.training_throughput at batches up to 65,536), time (time to the paper's 0.00118 eV/A with the
 # four-atom :accurate recipe), paper (experiments.cross_md :paper, the 50^3-cell thermalization, the
 # 26,656-atom cross and 20,000 steps with both force fields, in $out/cross_md_paper; the force model is the quick
@@ -18,9 +20,10 @@
 # CROSS_CONFIG and CROSS_TRAIN change the two configs, e.g. CROSS_CONFIG=tiny CROSS_TRAIN=tiny for a dry run on
 # a CPU). A failed stage is reported and the next one still runs; the exit status is that of the first failure.
 #
-# Sizes for a short lease: MD_CELLS (default 10,20,40,63) and MD_DRIVERS (default lj_cut,network,network_sharded,
-# conservative) choose the md stage's sizes and drivers, SUM_CELLS (default 20,63) the sums stage's; PYTEST_ARGS
-# is added to the tests stage's pytest (e.g. "-n 14" where pytest-xdist is installed); STAGE_TIMEOUT (seconds, default none) stops any one stage that runs
+# Sizes for a short lease: MD_CELLS (default 10,20,40,63) and MD_DRIVERS (default lj_cut,network,network_pallas,
+# network_sharded,conservative) choose the md stage's sizes and drivers; SUM_CELLS (default 20,63) and
+# PALLAS_ROWS (default 16,32,64,128) the sums stage's. PYTEST_ARGS is added to the tests stage's pytest (e.g.
+# "-n 14" where pytest-xdist is installed). STAGE_TIMEOUT (seconds, default none) stops any one stage that runs
 # longer, with its log kept, so that the next stage still runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -49,9 +52,9 @@ for stage in $stages; do
     # shellcheck disable=SC2086  # PYTEST_ARGS is split into words on purpose
     tests) run tests python -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-} --junitxml="$out/tests.xml" ;;
     md) run md python -m benchmarks.md_throughput --cells="${MD_CELLS:-10,20,40,63}" --steps=20 --repeats=3 \
-          --drivers="${MD_DRIVERS:-lj_cut,network,network_sharded,conservative}" --out="$out/md_throughput.json" ;;
+          --drivers="${MD_DRIVERS:-lj_cut,network,network_pallas,network_sharded,conservative}" --out="$out/md_throughput.json" ;;
     sums) run sums python -m benchmarks.descriptor_sum --cells="${SUM_CELLS:-20,63}" --budgets=26,28,30 \
-            --out="$out/descriptor_sum.json" ;;
+            --pallas_rows="${PALLAS_ROWS:-16,32,64,128}" --out="$out/descriptor_sum.json" ;;
     training) run training python -m benchmarks.training_throughput --batch_sizes=256,4096,65536 \
                 --dtypes=float32 --out="$out/training_throughput.json" ;;
     time) run time python -m benchmarks.time_to_accuracy --config=experiments/configs/four_body.py:accurate \

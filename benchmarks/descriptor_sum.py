@@ -5,6 +5,7 @@ centres nearest to it, scatter-added), timed in the same run on periodic FCC arg
   python -m benchmarks.descriptor_sum --cells=10 --formats=dense,ordered_sparse --budgets=20,21,22,23,24
   python -m benchmarks.descriptor_sum --cells=10 --pair_terms  # + the pair terms as they were computed before
   python -m benchmarks.descriptor_sum --cells=5 --bands=9,21 --model=WORKDIR   # force changes, trained model
+  python -m benchmarks.descriptor_sum --cells=20,63 --pallas_rows=16,32,64,128   # the fused kernel (a GPU)
 
 --bands are the widths timed (default: the exact one, `descriptors._band_width`: 21 of 73 in float32, every
 Gaussian that does not underflow). A width below it is forced here, only to measure what it would change:
@@ -24,6 +25,11 @@ times the plain sum with the pair terms as they were computed before: the cosine
 `descriptors.cosine_cutoff`'s polynomial, jax-md's periodic displacement (mod) instead of
 `neighbors.periodic_space` (rounding), and the cutoff weight on the K Gaussians instead of the 3 unit-vector
 components, each alone and all three, against the defaults in the same run.
+
+--pallas_rows times the fused kernel of `unitary_enn.kernels` (sum_kernel="pallas": the Gaussians in registers,
+never in memory) with that many atoms per program, alone and with the network, against the plain XLA sum of the
+same run, with their differences. It is compiled with Triton on a GPU; on the CPU it is interpreted, which only
+shows that it runs (and takes long).
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ def define_flags() -> None:
   flags.DEFINE_bool("pair_terms", False, "Also time the sum with the pair terms as they were before: jax-md's "
                     "periodic displacement (mod), a jnp.cos cutoff, the cutoff weight on the Gaussians.")
   flags.DEFINE_list("bands", [], "Band widths to time against the plain sum (default: the exact width).")
+  flags.DEFINE_list("pallas_rows", [], "Atoms per program of the fused Pallas kernel to time (powers of two; "
+                    "none by default).")
   flags.DEFINE_string("model", None, "A many_body workdir whose network gives the forces (default: random weights, "
                       "whose b = 0 makes them blind to small channels).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/descriptor_sum.json).")
@@ -61,22 +69,24 @@ def libm_cosine_cutoff(r, r_cut: float):
   return jnp.where(r < r_cut, 0.5 * (jnp.cos(jnp.pi * r / r_cut) + 1.0), 0.0)
 
 
-def row_sums_cutoff_on_gaussians(r, fc, u, v, r_s, eta, band, vector, precision=None):
+def row_sums_cutoff_on_gaussians(r, fc, u, v, r_s, eta, band, vector, precision=None, sum_kernel="xla"):
   """`descriptors._row_sums` of the plain vector sum with f_c multiplied into the K Gaussians of each pair instead
   of its 3 unit-vector components (the --pair_terms comparison; the form before)."""
   import jax.numpy as jnp
 
   from unitary_enn import descriptors
   if band is not None or not vector:
-    return descriptors._row_sums(r, fc, u, v, r_s, eta, band, vector, precision)
+    return descriptors._row_sums(r, fc, u, v, r_s, eta, band, vector, precision, sum_kernel)
   g = descriptors.gaussian_basis(r, r_s, eta) * fc[..., None]
   return jnp.einsum("xbms,bmk->bxsk", u[..., None] * v, g, precision=precision or "highest")
 
 
-def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, row_sums=None):
+def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, row_sums=None, sum_kernel="xla",
+           pallas_rows=None):
   """jit(positions, neighbor) -> `(N, 3, K)` float32 vector descriptors by `_neighbor_list_sums`.
 
   A band narrower than `descriptors._band_width` is forced (traced with `_band_width` patched to allow it).
+  sum_kernel "pallas" runs the fused kernel, with `pallas_rows` atoms per program (`kernels.ROWS` patched).
   """
   import contextlib
   from unittest import mock
@@ -84,7 +94,7 @@ def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, ro
   import jax.numpy as jnp
   import numpy as np
 
-  from unitary_enn import descriptors
+  from unitary_enn import descriptors, kernels
   r_s = np.asarray(descriptors.paper_r_s() if r_s is None else r_s, np.float32)
   eta = np.asarray(eta, np.float32)
   cutoff = cutoff or descriptors.cosine_cutoff
@@ -94,10 +104,13 @@ def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, ro
   def f(positions, neighbor):
     v = jnp.ones((positions.shape[0], 1), jnp.float32)
     return descriptors._neighbor_list_sums(positions, neighbor, v, r_s, eta, displacement_fn=displacement,
-                                           r_cut=R_CUT, cutoff=cutoff, vector=True, block=block, band=band)
+                                           r_cut=R_CUT, cutoff=cutoff, vector=True, block=block, band=band,
+                                           sum_kernel=sum_kernel)
 
   def patches():
     stack = contextlib.ExitStack()
+    if pallas_rows:
+      stack.enter_context(mock.patch.object(kernels, "ROWS", int(pallas_rows)))
     if forced:
       stack.enter_context(mock.patch.object(descriptors, "_band_width", lambda *a: band))
     if row_sums is not None:
@@ -135,7 +148,7 @@ def _jitted(f, patches):
   return call
 
 
-def force_fn(displacement, model, *, band):
+def force_fn(displacement, model, *, band, sum_kernel="xla", pallas_rows=None):
   """jit(positions, neighbor) -> `(N, 3)` eV/A: the descriptor sum then the network (in the cache-sized blocks of
   `network.network_block`), as models.many_body_force_fn."""
   import jax
@@ -147,7 +160,8 @@ def force_fn(displacement, model, *, band):
   dtype = params[0]["W"].real.dtype
   in_scale = jnp.asarray(model.scales["inputs"], dtype)
   out_scale = jnp.asarray(model.scales["targets"], dtype)
-  sums = sum_fn(displacement, band=band, r_s=np.asarray(model.basis.r_s), eta=float(model.basis.eta))
+  sums = sum_fn(displacement, band=band, r_s=np.asarray(model.basis.r_s), eta=float(model.basis.eta),
+                sum_kernel=sum_kernel, pallas_rows=pallas_rows)
   block = network_block(model.sizes)
 
   def f(positions, neighbor):
@@ -287,6 +301,28 @@ def main(argv):
           t = timed(sum_fn(displacement, band=0, block=block), positions, nbr, repeats=FLAGS.repeats)
           row["budgets"][f"plain_2^{lb}"] = dict(block_rows=block, **t)
           print(f"descriptor_sum:   plain, budget 2^{lb}: {block} rows a block, {_ms(t)}", flush=True)
+      if FLAGS.pallas_rows and name == "dense":
+        row["pallas"] = {}
+        for pr in FLAGS.pallas_rows:
+          fused = sum_fn(displacement, band=0, sum_kernel="pallas", pallas_rows=int(pr))
+          got = fused(positions, nbr)
+          b = dict(max_relative_difference=max_relative_difference(got, want),
+                   max_channel_relative_difference=max_channel_relative_difference(got, want),
+                   sum=timed(fused, positions, nbr, repeats=FLAGS.repeats))
+          b["ratio"] = row["plain"]["median_s"] / b["sum"]["median_s"]
+          line = (f"descriptor_sum:   pallas, {pr} rows a program: sum {_ms(b['sum'])}  plain/fused {b['ratio']:.2f}; "
+                  f"max rel. diff {b['max_relative_difference']:.1e}, per channel "
+                  f"{b['max_channel_relative_difference']:.1e}")
+          if FLAGS.network:
+            f_fused = force_fn(displacement, model, band=0, sum_kernel="pallas", pallas_rows=int(pr))
+            b["force"] = timed(f_fused, positions, nbr, repeats=FLAGS.repeats)
+            b["force_ratio"] = row["force_plain"]["median_s"] / b["force"]["median_s"]
+            b["max_abs_force_difference_ev_per_a"] = float(np.max(np.abs(np.asarray(f_fused(positions, nbr))
+                                                                         - f_want)))
+            line += (f"; force {_ms(b['force'])} ratio {b['force_ratio']:.2f}, max |dF| "
+                     f"{b['max_abs_force_difference_ev_per_a']:.1e} eV/A")
+          row["pallas"][str(pr)] = b
+          print(line, flush=True)
       if FLAGS.pair_terms and name == "dense":
         jax_md_displacement = space.periodic(box)[0]
         variants = {"jnp_cos_cutoff": sum_fn(displacement, band=0, cutoff=libm_cosine_cutoff),
@@ -304,6 +340,7 @@ def main(argv):
                 flush=True)
       rows.append(row)
   record = dict(dtype="float32", eta=ETA, r_cut=R_CUT, n_centres=73, exact_band=exact, bands=bands,
+                pallas_rows=[int(r) for r in FLAGS.pallas_rows],
                 model=FLAGS.model or "random weights, paper sizes", cpu_block_budget=descriptors.CPU_BLOCK_BUDGET,
                 sizes=rows)
   write_result("descriptor_sum", record, FLAGS.out)

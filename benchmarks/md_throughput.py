@@ -6,6 +6,7 @@ roofline fraction of the network's force evaluation, all from one run.
   python -m benchmarks.md_throughput --cells=5,10 --steps=5           # small and quick
   python -m benchmarks.md_throughput --model=workdirs/many_body       # a trained many_body model
   python -m benchmarks.md_throughput --drivers=network,network_whole  # the network in blocks or all at once
+  python -m benchmarks.md_throughput --cells=20,63 --drivers=lj_cut,network,network_pallas   # a GPU: fused sums
 
 Both drivers run jax-md's velocity Verlet (`simulate.nve`, 1 fs) on the same thermalized-at-60 K crystal of
 n^3 FCC cells (4 n^3 atoms, a = 5.24411 A), with the neighbor list updated in the same jitted chunk as the step,
@@ -217,6 +218,9 @@ def main(argv):
   }
   builders["network_sharded"] = functools.partial(builders["network"], mesh=parallel.device_mesh())
   builders["network_whole"] = functools.partial(builders["network"], network_block=None)
+  # The descriptor sums in one fused kernel (unitary_enn.kernels; Triton on a GPU, interpreted and slow on a CPU)
+  builders["network_pallas"] = functools.partial(builders["network"], sum_kernel="pallas")
+  builders["conservative_pallas"] = functools.partial(builders["conservative"], sum_kernel="pallas")
   unknown = set(FLAGS.drivers) - set(builders)
   if unknown:
     raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected some of {sorted(builders)}")
@@ -252,6 +256,13 @@ def main(argv):
       row["network_whole_over_network"] = row["network_whole"]["s_per_step"] / row["network"]["s_per_step"]
       print(f"md_throughput: network run on all atoms at once / in blocks (the default) time per step = "
             f"{row['network_whole_over_network']:.3f}", flush=True)
+    for name in ("network_pallas", "conservative_pallas"):
+      base = name.split("_")[0]
+      if name in row and base in row:
+        row[f"{name}_over_{base}"] = row[name]["s_per_step"] / row[base]["s_per_step"]
+        print(f"md_throughput: {name} / {base} time per step = {row[f'{name}_over_{base}']:.3f}"
+              + (f"; {name} / lj_cut {row[name]['s_per_step'] / row['lj_cut']['s_per_step']:.2f}"
+                 if "lj_cut" in row else ""), flush=True)
     if "network" in row and "lj_cut" in row:
       row["network_cost_over_lj_cut"] = row["network"]["s_per_step"] / row["lj_cut"]["s_per_step"]
       print(f"md_throughput: network / lj_cut time per step = {row['network_cost_over_lj_cut']:.2f}; "

@@ -42,7 +42,7 @@ COLORS = {"analytical lj/cut": "k", "ENN": "C0", "ENN, conservative": "C3"}
 
 
 def _validate(config):
-  from unitary_enn import neighbors, structures
+  from unitary_enn import kernels, neighbors, structures
   if config.dtype not in ("float32", "float64"):
     raise ValueError(f"config.dtype must be 'float32' or 'float64', got {config.dtype!r}")
   structures.cross_atom_count(config.n_cells, config.bar_width_cells)  # checks n_cells and bar_width_cells
@@ -64,6 +64,10 @@ def _validate(config):
   for key in ("format", "network_format", "thermalize_format"):
     if config[key] not in neighbors.NEIGHBOR_FORMATS:
       raise ValueError(f"config.{key} must be one of {neighbors.NEIGHBOR_FORMATS}, got {config[key]!r}")
+  kernels.check_sum_kernel(config.sum_kernel)
+  if config.sum_kernel == "pallas" and config.network_format != "dense":
+    raise ValueError(f"config.sum_kernel='pallas' needs config.network_format='dense', got "
+                     f"{config.network_format!r}")
 
 
 def run(config, workdir: str, train_workdir: str | None = None, conservative_workdir: str | None = None) -> dict:
@@ -170,10 +174,13 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
 
   # --- 3. NVE with analytical and network forces ---
   energy_builder = functools.partial(potentials.lj_cut_energy_fn, r_cut=config.r_cut)
+  # The MD runs compute the descriptor sums as config.sum_kernel says (the force check above: XLA's form, which
+  # any list format takes).
+  kernel = dict(sum_kernel=config.sum_kernel)
   setups = {"analytical": (lj_builder, config.r_cut, config.format),
-            "network": (net_builder, model.r_cut, config.network_format)}
+            "network": (functools.partial(net_builder, **kernel), model.r_cut, config.network_format)}
   if cmodel is not None:
-    setups["conservative"] = (cons_builder, cmodel.r_cut, config.network_format)
+    setups["conservative"] = (functools.partial(cons_builder, **kernel), cmodel.r_cut, config.network_format)
   runs = {}
   for name, (builder, r_cut, fmt) in setups.items():
     runs[name] = simulate.run_nve_neighbor_list(

@@ -314,6 +314,12 @@ def test_config_errors(tmp_path):
   config.xyz_every, config.n_cells = 50, 3
   with pytest.raises(ValueError, match="2 \\* r_cut"):
     cross_md.run(config, str(tmp_path))
+  config.n_cells, config.sum_kernel = 5, "triton"
+  with pytest.raises(ValueError, match="sum_kernel must be one of"):
+    cross_md.run(config, str(tmp_path))
+  config.sum_kernel, config.network_format = "pallas", "ordered_sparse"
+  with pytest.raises(ValueError, match="network_format='dense'"):
+    cross_md.run(config, str(tmp_path))
   with pytest.raises(app.UsageError, match="no trained model"):
     cross_md.main(cross_config.get_config("tiny"), str(tmp_path), str(tmp_path / "nowhere"))
   paper = cross_config.get_config("paper")

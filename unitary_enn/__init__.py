@@ -9,7 +9,8 @@ The core names (layers, networks, FIRE, equivariance tests) load at once; everyt
 lists, descriptors, potentials, models, MD) loads on first use, so `import unitary_enn` stays light. Submodules:
 constants, checks, layers, network, fire, neighbors, structures, potentials, descriptors, quantity, diagnostics,
 data, energy, models, training, simulate, thermalize, files, plots, testing, quantum (the complex U(n) tasks), calculator
-(the ASE calculator; needs ase), lammps (the model in LAMMPS through fix external).
+(the ASE calculator; needs ase), lammps (the model in LAMMPS through fix external), kernels (the descriptor sums in
+one Pallas GPU kernel).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from unitary_enn.testing import assert_equivariant, assert_invariant, random_uni
 __version__ = "0.2.0"
 
 _SUBMODULES = ("calculator", "checks", "constants", "data", "descriptors", "diagnostics", "energy", "files", "fire",
-               "lammps", "layers", "md", "models", "neighbors", "network", "parallel", "plots", "potentials",
+               "kernels", "lammps", "layers", "md", "models", "neighbors", "network", "parallel", "plots", "potentials",
                "quantity", "quantum", "simulate", "structures", "testing", "thermalize", "training")
 
 # Names that load their module (and jax-md) on first use.

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax_md import partition
 
-from unitary_enn import checks
+from unitary_enn import checks, kernels
 from unitary_enn.layers import get_activation, glorot_uniform, resolve_precision
 from unitary_enn.constants import PAPER_N_DESCRIPTORS, PAPER_R_S_START, PAPER_R_S_STEP
 from unitary_enn.neighbors import minimum_image, neighbor_format, neighbor_list_model, row_displacements
@@ -286,8 +286,8 @@ def _band_layout(acc: Array, vector: bool) -> Array:
   return jnp.transpose(acc, (0, 3, 2, 1) if vector else (0, 2, 1))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _gaussian_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, precision) -> Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _gaussian_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, precision, sum_kernel: str = "xla") -> Array:
   """sum_m w[x, b, m] v[b, m, s] exp(-eta (r[b, m] - r_s[k])^2) -> `(b, X, S, K)`: the sums of eq. 34 (X = 1, w = f_c)
   and eq. 35 (X = 3, w = f_c r_ij / r_ij) over a block of pairs `(b, m)`, with its gradient written out.
 
@@ -303,8 +303,21 @@ def _gaussian_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, precisi
   (3 S, K) x (K, m) product order.) The centres and widths get their exact gradient, computed only when they
   are differentiated (`symbolic_zeros`), so that a basis replicated over devices (`shard_map`) gets no
   per-device cotangent.
+
+  sum_kernel "pallas" computes the forward sums in one kernel (`kernels.gaussian_sums`) instead of the Gaussians
+  and a product; the gradient is the same XLA code, which recomputes the Gaussians.
   """
+  if sum_kernel == "pallas":
+    return _fused_sums(r, w, v, r_s, eta)
   return _contract_pairs(w, v, gaussian_basis(r, r_s, eta), precision)
+
+
+def _fused_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array) -> Array:
+  """`_gaussian_sums`'s value by `kernels.gaussian_sums`: w `(X, b, m)`, v `(b, m, S)` -> `(b, X, S, K)`."""
+  x, s = w.shape[0], v.shape[-1]
+  wv = jnp.moveaxis(w[..., None] * v, 3, 1).reshape((x * s,) + r.shape)  # channel x * S + s
+  out = kernels.gaussian_sums(r, wv, r_s, eta)
+  return out.reshape(out.shape[:1] + (x, s) + out.shape[2:])
 
 
 def _contract_pairs(w: Array, v: Array, g: Array, precision) -> Array:
@@ -312,16 +325,19 @@ def _contract_pairs(w: Array, v: Array, g: Array, precision) -> Array:
   return jnp.einsum("xbms,bmk->bxsk", w[..., None] * v, g, precision=precision)
 
 
-def _gaussian_sums_fwd(r, w, v, r_s, eta, precision):
+def _gaussian_sums_fwd(r, w, v, r_s, eta, precision, sum_kernel):
   # symbolic_zeros: the inputs come as CustomVJPPrimal(value, perturbed)
   r, w, v, basis = r.value, w.value, v.value, (r_s.perturbed or eta.perturbed)
   r_s, eta = r_s.value, eta.value
+  if sum_kernel == "pallas":  # the Gaussians are never in memory; the gradient recomputes them
+    return _fused_sums(r, w, v, r_s, eta), (r, w, v, r_s, eta, None, basis)
   g = gaussian_basis(r, r_s, eta)
   return _contract_pairs(w, v, g, precision), (r, w, v, r_s, eta, g, basis)
 
 
-def _gaussian_sums_bwd(precision, res, c):
+def _gaussian_sums_bwd(precision, sum_kernel, res, c):
   r, w, v, r_s, eta, g, basis = res
+  g = gaussian_basis(r, r_s, eta) if g is None else g
   wv = w[..., None] * v  # (X, b, m, S)
   d = r_s - r[..., None]  # (b, m, K)
   a = jnp.einsum("bxsk,bmk->xbms", c, g, precision=precision)  # dL/d(w v)
@@ -343,20 +359,20 @@ _gaussian_sums.defvjp(_gaussian_sums_fwd, _gaussian_sums_bwd, symbolic_zeros=Tru
 
 
 def _row_sums(r: Array, fc: Array, u: Array | None, v: Array, r_s: Array, eta: Array, band: int | None,
-              vector: bool, precision=None) -> Array:
+              vector: bool, precision=None, sum_kernel: str = "xla") -> Array:
   """Sums over axis 1 of a block of pairs `(b, m)`: sum_m [u] f_c v exp(-eta (r - r_s)^2) -> `(b, [3,] S, K)`.
 
   Args:
     r, fc, u: `(b, m)` distances in A, `(b, m)` cutoff weights and `(3, b, m)` unit vectors (or None) from
     `_pair_terms`; v: `(b | 1, m, S)` node features of the neighbours; band: the band width (`_band_width`) or
     None for the full basis; precision: of the contraction over neighbours (`layers.PRECISIONS`, default full
-    float32).
+    float32); sum_kernel: "xla" or "pallas" (`kernels`; the full basis only, band None).
   """
   if band is None:
     prec = resolve_precision(precision, r.dtype)
     # f_c on the 3 components of the unit vector, not on the K Gaussians: 1-7% faster on CPU
     w = u * fc if vector else fc[None]
-    out = _gaussian_sums(r, w, jnp.broadcast_to(v, r.shape + v.shape[-1:]), r_s, eta, prec)
+    out = _gaussian_sums(r, w, jnp.broadcast_to(v, r.shape + v.shape[-1:]), r_s, eta, prec, sum_kernel)
     return out if vector else out[:, 0]
   b, m = r.shape
   c, g = _banded_gaussians(r, r_s, eta, band)
@@ -497,10 +513,14 @@ def _block_size(n_rows: int, row_cost: int, budget: int | None = None, *, itemsi
   return int(max(1, -(-int(n_rows) // max(n_blocks, 1))))
 
 
-def _pair_cost(k: int, band: int | None, s: int, vector: bool) -> int:
+def _pair_cost(k: int, band: int | None, s: int, vector: bool, sum_kernel: str = "xla") -> int:
   """Numbers per pair in the largest intermediate of `_row_sums`: the Gaussians `(b, m, S K)` of the full sum,
-  or the band's payload `(P, kb, S, [3])`."""
-  return band * s * (3 if vector else 1) if band else k * s
+  the band's payload `(P, kb, S, [3])`, or the weights `(X S, m, b)` and displacements `(3, b, m)` of the fused
+  kernel, which holds no Gaussians in memory."""
+  x = 3 if vector else 1
+  if sum_kernel == "pallas":
+    return x * s + 3
+  return band * s * x if band else k * s
 
 
 # --- Dense versions (all pairs) ------------------------------------------------------------------------
@@ -591,7 +611,7 @@ def scalar_descriptors(positions: Array, box: float | None = None, *, r_s: Seque
 
 
 def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, displacement_fn, r_cut, cutoff, vector, block,
-                    band, precision):
+                    band, precision, sum_kernel="xla"):
   """The sums of the centres `rows` `(R,)` (global atom indices; >= N for padding) whose neighbours are the rows
   `idx` `(R, M)` of a Dense list: `(R, [3,] S, K)`. All positions `(N, 3)` are given; a device that holds some
   rows of the list computes them alone (`parallel.sharded_many_body_force_fn`).
@@ -600,7 +620,8 @@ def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, displacement_f
   dtype = node_feat.dtype
   r_count, m = idx.shape
   s, k = node_feat.shape[1], r_s.shape[0]
-  block = block or _block_size(r_count, m * _pair_cost(k, band, s, vector), itemsize=jnp.dtype(dtype).itemsize)
+  block = block or _block_size(r_count, m * _pair_cost(k, band, s, vector, sum_kernel),
+                               itemsize=jnp.dtype(dtype).itemsize)
   n_blocks = -(-r_count // block)
   p, row_map = positions.T, row_displacements(displacement_fn)  # coordinates first: (3, N), (3, b, M)
 
@@ -615,7 +636,7 @@ def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, displacement_f
       jc = jnp.minimum(nbr, n - 1)
       d = row_map(p[:, jc], p[:, jnp.minimum(i, n - 1)]).astype(dtype)
       r, fc, u = _pair_terms(d, valid, r_cut, cutoff, vector)
-      return _row_sums(r, fc, u, node_feat[jc], r_s, eta, band, vector, precision)
+      return _row_sums(r, fc, u, node_feat[jc], r_s, eta, band, vector, precision, sum_kernel)
 
     # jax.checkpoint: the gradient (conservative models) recomputes each block's pair terms instead of keeping
     # them for every block (rows x M x K numbers; benchmarks/RESULTS.md, "Conservative MD: the gradient of the
@@ -647,18 +668,28 @@ def _narrow_width(m: int) -> int | None:
   return narrow if narrow <= m - 8 else None
 
 
+def _check_sum_kernel(sum_kernel: str, format) -> None:
+  """A ValueError unless `sum_kernel` is one of `kernels.SUM_KERNELS` and, for "pallas", the list is Dense."""
+  kernels.check_sum_kernel(sum_kernel)
+  if sum_kernel == "pallas" and partition.is_sparse(neighbor_format(format)):
+    raise ValueError(f"sum_kernel='pallas' needs a Dense neighbor list, got format={format!r}; use sum_kernel='xla'")
+
+
 def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacement_fn, r_cut, cutoff, vector,
-                        block, band=None, precision=None):
+                        block, band=None, precision=None, sum_kernel="xla"):
   """Sums over neighbours of eq. 33-35 terms for any jax-md format; `(N, [3,] S, K)` flattened to channels.
 
   Displacements are taken in the positions' dtype; the pair terms and sums in the dtype of `node_feat`.
   band: None = automatic (`_auto_band`), 0 = the full basis, or a width of at least `_band_width`.
   block: rows (Dense) or pairs (Sparse) per block; None = `_block_size` for the default device.
+  sum_kernel: "xla" or "pallas" (`kernels`: the full basis in one kernel, Dense lists only; the band is then
+  not used).
   """
   n = positions.shape[0]
   dtype = node_feat.dtype
   s, k = node_feat.shape[1], r_s.shape[0]
-  kb = _band_option(band, r_s, eta, dtype)
+  _check_sum_kernel(sum_kernel, neighbor.format)
+  kb = None if sum_kernel == "pallas" else _band_option(band, r_s, eta, dtype)
   out_shape = (n, 3, s * k) if vector else (n, s * k)
   pair_cost = (kb or k) * s * (3 if vector else 1)  # numbers per pair in the largest intermediate
   itemsize = jnp.dtype(dtype).itemsize
@@ -666,7 +697,7 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   if not partition.is_sparse(neighbor.format):
     sums = _dense_row_sums(positions, neighbor.idx, jnp.arange(n), node_feat, r_s, eta,
                            displacement_fn=displacement_fn, r_cut=r_cut, cutoff=cutoff, vector=vector, block=block,
-                           band=kb, precision=precision)
+                           band=kb, precision=precision, sum_kernel=sum_kernel)
     return sums.reshape(out_shape)
 
   # Sparse formats: pairs in chunks, scatter-added onto their centres (and, for OrderedSparse, neighbours).
@@ -724,13 +755,16 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   return _band_layout(acc, vector).reshape(out_shape)
 
 
-def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, species=None, n_species=None):
+def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, species=None, n_species=None,
+                   sum_kernel="xla"):
   """`descriptor_fn(positions, neighbor, *, species, node_features, dtype)`: the sums of eq. 34 / 51 on a list.
 
   `dtype` (default: the positions') is that of the Gaussian sums; displacements are always taken in the
   positions' precision. With `rows` `(R,)` (global atom indices), `neighbor` is the idx `(R, M)` of those rows of
-  a Dense list and only their sums are computed, `(R, [3,] S * K)`.
+  a Dense list and only their sums are computed, `(R, [3,] S * K)`. sum_kernel: "xla" or "pallas" (`kernels`).
   """
+  kernels.check_sum_kernel(sum_kernel)
+
   def descriptor_fn(positions: Array, neighbor, *, species=species, node_features=None, dtype=None,
                     precision=None, rows=None) -> Array:
     positions = jnp.asarray(positions, _float_dtype(positions))
@@ -739,30 +773,33 @@ def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, s
     r_s_, eta_ = np.asarray(r_s, dtype), np.asarray(eta, dtype)
     if rows is None:
       return _neighbor_list_sums(positions, neighbor, v, r_s_, eta_, displacement_fn=displacement_fn, r_cut=r_cut,
-                                 cutoff=cutoff_fn, vector=vector, block=block, precision=precision)
+                                 cutoff=cutoff_fn, vector=vector, block=block, precision=precision,
+                                 sum_kernel=sum_kernel)
     # Some rows only: `neighbor` is those rows of a Dense list's idx, `(R, M)` (`parallel.shard_rows`).
     sums = _dense_row_sums(positions, neighbor, rows, v, r_s_, eta_, displacement_fn=displacement_fn, r_cut=r_cut,
                            cutoff=cutoff_fn, vector=vector, block=block,
-                           band=_band_option(None, r_s_, eta_, dtype), precision=precision)
+                           band=None if sum_kernel == "pallas" else _band_option(None, r_s_, eta_, dtype),
+                           precision=precision, sum_kernel=sum_kernel)
     return sums.reshape(sums.shape[:-2] + (-1,))
   return descriptor_fn
 
 
 def _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
-                               dr_threshold, capacity_multiplier, block, vector, neighbor_kwargs):
+                               dr_threshold, capacity_multiplier, block, vector, neighbor_kwargs, sum_kernel):
   r_s, eta, r_cut = _check_basis(r_s, eta, r_cut)
+  _check_sum_kernel(sum_kernel, format)
   neighbor_fn = partition.neighbor_list(displacement_fn, box, r_cut, dr_threshold=dr_threshold,
                                         capacity_multiplier=capacity_multiplier, format=neighbor_format(format),
                                         **neighbor_kwargs)
   return neighbor_fn, _descriptor_fn(displacement_fn, r_s, eta, r_cut, get_cutoff(cutoff), vector, block, species,
-                                     n_species)
+                                     n_species, sum_kernel)
 
 
 def vector_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[float], eta: float, r_cut: float,
                                      cutoff: str | CutoffFn = "cosine", species=None,
                                      n_species: int | None = None, format=partition.Dense,
                                      dr_threshold: float = 0.0, capacity_multiplier: float = 1.25,
-                                     block: int | None = None, **neighbor_kwargs):
+                                     block: int | None = None, sum_kernel: str = "xla", **neighbor_kwargs):
   """Vector descriptors (eq. 51) on a jax-md neighbor list, in the style of `energy.*_neighbor_list`.
 
   Args:
@@ -772,6 +809,8 @@ def vector_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[floa
     format: `partition.Dense`, `partition.Sparse` or `partition.OrderedSparse`.
     dr_threshold, capacity_multiplier, **neighbor_kwargs: passed to `partition.neighbor_list`.
     block: rows (Dense) or pairs (Sparse) per block of the sum (default: automatic).
+    sum_kernel: "xla" (the default: the Gaussians, then a product) or "pallas" (one GPU kernel that keeps the
+      Gaussians in registers, `unitary_enn.kernels`; Dense lists; interpreted, and slow, on the CPU).
 
   Returns:
     (neighbor_fn, descriptor_fn). `neighbor_fn.allocate(positions)` outside jit, `neighbor.update(positions)`
@@ -782,23 +821,23 @@ def vector_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[floa
     or uses `descriptor_model`, which does.
   """
   return _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
-                                    dr_threshold, capacity_multiplier, block, True, neighbor_kwargs)
+                                    dr_threshold, capacity_multiplier, block, True, neighbor_kwargs, sum_kernel)
 
 
 def scalar_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[float], eta: float, r_cut: float,
                                      cutoff: str | CutoffFn = "cosine", species=None,
                                      n_species: int | None = None, format=partition.Dense,
                                      dr_threshold: float = 0.0, capacity_multiplier: float = 1.25,
-                                     block: int | None = None, **neighbor_kwargs):
+                                     block: int | None = None, sum_kernel: str = "xla", **neighbor_kwargs):
   """Scalar descriptors (eq. 34) on a jax-md neighbor list; as `vector_descriptors_neighbor_list`, `(N, S*K)`."""
   return _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
-                                    dr_threshold, capacity_multiplier, block, False, neighbor_kwargs)
+                                    dr_threshold, capacity_multiplier, block, False, neighbor_kwargs, sum_kernel)
 
 
 def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Sequence[float], eta: float,
                      r_cut: float, cutoff: str | CutoffFn = "cosine", kind: str = "vector",
                      n_species: int | None = None, format=partition.Dense, capacity_multiplier: float = 1.25,
-                     block: int | None = None, dtype=None) -> Callable:
+                     block: int | None = None, dtype=None, sum_kernel: str = "xla") -> Callable:
   """`model(positions, box=None, *, species=None) = apply_fn(descriptors)` on checked jax-md neighbor lists.
 
   Args:
@@ -808,6 +847,7 @@ def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Seq
     n_species: number of species when `species` is passed at call time (default 1).
     format, capacity_multiplier: of the jax-md neighbor list.
     dtype: of the descriptor sums, as in `vector_descriptors_neighbor_list` (default: the positions').
+    sum_kernel: "xla" or "pallas", as in `vector_descriptors_neighbor_list`.
 
   Returns:
     `model(positions (N, 3) A, box=None, *, species=None)`; see `neighbor_list_model` for the guarantees.
@@ -816,12 +856,13 @@ def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Seq
   if kind not in ("vector", "scalar"):
     raise ValueError(f"kind must be 'vector' or 'scalar', got {kind!r}")
   r_s, eta, r_cut = _check_basis(r_s, eta, r_cut)
+  _check_sum_kernel(sum_kernel, format)
   cutoff_fn = get_cutoff(cutoff)
   apply_fn = apply_fn or (lambda d: d)
 
   def build(displacement_fn):
     descriptor_fn = _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, kind == "vector", block,
-                                   n_species=n_species)
+                                   n_species=n_species, sum_kernel=sum_kernel)
 
     def fn(positions, neighbor, species=None):
       return apply_fn(descriptor_fn(positions, neighbor, species=species, dtype=dtype))

@@ -521,13 +521,13 @@ def model_energy_fn(model: Model | str, *, dtype=None, precision=None) -> Callab
                              eps=model.eps, precision=precision)
 
 
-def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, precision=None):
+def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, precision=None, sum_kernel="xla"):
   """(params, dtype, descriptors_of(positions, neighbor, rows=None) -> standardized `(N, 3 [+ 1], K)` network
   inputs; with `rows`, `neighbor` is those rows of a Dense list's idx and the inputs are theirs, `(R, ...)`)."""
   params = jax.tree.map(jnp.asarray, model.params)
   dtype = jnp.dtype(model.dtype)
   b = model.basis
-  kw = dict(r_s=b.r_s, eta=b.eta, r_cut=b.r_cut, cutoff=b.cutoff, block=block)
+  kw = dict(r_s=b.r_s, eta=b.eta, r_cut=b.r_cut, cutoff=b.cutoff, block=block, sum_kernel=sum_kernel)
   _, descriptor_fn = vector_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, **kw)
   _, scalar_fn = scalar_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, **kw)
 
@@ -544,7 +544,7 @@ def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, pre
 
 
 def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
-                        precision=None, per_atom: bool = False, mesh=None):
+                        precision=None, per_atom: bool = False, mesh=None, sum_kernel: str = "xla"):
   """The energy of a conservative many-atom model on a jax-md neighbor list: E = sum_i e(D_i) (Sec. 3.5-3.6).
 
   e(D_i) = s_E e_std(D_i / s_D) + e_0: vector descriptors (eq. 51; with `model.scalar_features`, the scalar ones of
@@ -557,7 +557,8 @@ def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | Non
     in the positions' dtype, pure, jit- and grad-able; `-jax.grad(energy_fn)` is `many_body_force_fn`'s force.
   """
   model = _conservative(_kind(load_model(model), "many_body", "many_body_energy_fn"), "many_body_energy_fn")
-  params, dtype, descriptors_of = _many_body_parts(model, displacement_fn, block, descriptor_dtype, precision)
+  params, dtype, descriptors_of = _many_body_parts(model, displacement_fn, block, descriptor_dtype, precision,
+                                                   sum_kernel)
   e_scale = jnp.asarray(model.scales["energy"], dtype)
   e_offset = jnp.asarray(model.scales["energy_offset"], dtype)
 
@@ -583,7 +584,8 @@ def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | Non
 
 
 def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
-                       precision=None, mesh=None, species=None, network_block: int | str | None = "auto"):
+                       precision=None, mesh=None, species=None, network_block: int | str | None = "auto",
+                       sum_kernel: str = "xla"):
   """The trained Sec. 4.5 force network (vector descriptors eq. 51 -> ENN -> force) on a jax-md neighbor list.
 
   For a conservative model the force is -grad of `many_body_energy_fn` with respect to the positions (through the
@@ -606,6 +608,8 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
     network_block: atoms per block of the (direct) network: "auto" (`network.network_block`: cache-sized on CPU,
       all at once on GPU/TPU), None (all at once) or a number (`network.apply_uenn`'s block). Same forces to
       rounding.
+    sum_kernel: how the descriptor sums are computed: "xla" (the Gaussians, then a product) or "pallas" (one GPU
+      kernel, `unitary_enn.kernels`; Dense lists; interpreted, and slow, on the CPU). Same forces to rounding.
 
   Returns:
     `force_fn(positions (N, 3) A, neighbor, species=<default>, **unused) -> (N, 3)` eV/A in the positions'
@@ -616,7 +620,7 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
   model = _kind(load_model(model), "many_body", "many_body_force_fn")
   if model.conservative:
     energy_fn = many_body_energy_fn(model, displacement_fn, block=block, descriptor_dtype=descriptor_dtype,
-                                    precision=precision, mesh=mesh)
+                                    precision=precision, mesh=mesh, sum_kernel=sum_kernel)
 
     def force_fn(positions, neighbor, **unused_kwargs):
       return -jax.grad(energy_fn)(positions, neighbor)
@@ -631,7 +635,8 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
   b = model.basis
   _, descriptor_fn = vector_descriptors_neighbor_list(displacement_fn, 3.0 * b.r_cut, r_s=b.r_s, eta=b.eta,
                                                       r_cut=b.r_cut, cutoff=b.cutoff, block=block,
-                                                      n_species=n_species if n_species > 1 else None)
+                                                      n_species=n_species if n_species > 1 else None,
+                                                      sum_kernel=sum_kernel)
   sum_dtype = jnp.dtype(descriptor_dtype) if descriptor_dtype is not None else dtype
   linear = None if model.linear is None else jnp.asarray(model.linear, sum_dtype)
   network_rows = network.network_block(model.sizes) if network_block == "auto" else network_block

@@ -55,6 +55,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.xyz_every = 200  # extended XYZ frames every this many steps (a multiple of record_every); 0 = none
   c.format = "ordered_sparse"  # neighbor list of the analytical run
   c.network_format = "dense"  # neighbor list of the network run (descriptor sums)
+  # How the network runs compute the descriptor sums: "xla" or "pallas" (one fused GPU kernel, dense lists only;
+  # docs/decisions.md §18: opt-in until a GPU measures it; interpreted, and slow, on a CPU)
+  c.sum_kernel = "xla"
   c.dr_threshold = 1.0  # A, neighbor-list skin
   c.capacity_multiplier = 1.25
 

@@ -1,0 +1,157 @@
+"""The fused descriptor-sum kernel (`unitary_enn.kernels`, Pallas): interpreted on the CPU, it must give XLA's sums
+to rounding (alone, on neighbor lists, through the network and through the gradient), and it must lower to Triton
+for an NVIDIA GPU, which is where it is compiled."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax_md import partition
+
+from benchmarks import md_throughput
+from unitary_enn import data, descriptors, kernels, models, neighbors
+
+R_CUT = 10.0
+SIDE = 21.0  # A, > 2 r_cut
+R_S = descriptors.paper_r_s()
+
+
+def _reference(r, wv, r_s, eta):
+  """sum_m wv[c, b, m] exp(-eta (r[b, m] - r_s[k])^2) in float64 NumPy: `(b, C, K)`."""
+  r, wv, r_s, eta = (np.asarray(a, np.float64) for a in (r, wv, r_s, eta))
+  g = np.exp(-eta * (r[..., None] - r_s) ** 2)
+  return np.einsum("cbm,bmk->bck", wv, g)
+
+
+def _max_rel(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def test_centre_pieces_are_powers_of_two_covering_the_basis():
+  assert kernels.centre_pieces(73) == (64, 16)
+  assert kernels.centre_pieces(100) == (64, 32, 16)
+  assert kernels.centre_pieces(5) == (16,)
+  assert kernels.centre_pieces(128) == (128,)
+  for k in range(1, 300):
+    pieces = kernels.centre_pieces(k)
+    assert sum(pieces) >= k and sum(pieces) - k < kernels.MIN_PIECE
+    assert all(p >= kernels.MIN_PIECE and p & (p - 1) == 0 for p in pieces)
+
+
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("b,m,c,k,per_centre_eta", [(50, 37, 3, 73, False), (7, 5, 2, 5, False),
+                                                    (33, 20, 1, 100, True), (64, 1, 6, 16, False)])
+def test_kernel_equals_an_independent_float64_formula(dtype, tol, b, m, c, k, per_centre_eta):
+  """Rows that do not fill a program, centres that do not fill a piece, per-centre widths, one neighbour."""
+  rng = np.random.default_rng(b + m + c + k)
+  r = rng.uniform(2.0, 11.0, (b, m)).astype(dtype)
+  wv = rng.normal(size=(c, b, m)).astype(dtype)
+  r_s = (2.8 + 0.1 * np.arange(k)).astype(dtype)
+  eta = rng.uniform(50.0, 150.0, k).astype(dtype) if per_centre_eta else np.asarray(100.0, dtype)
+  out = kernels.gaussian_sums(jnp.asarray(r), jnp.asarray(wv), jnp.asarray(r_s), jnp.asarray(eta))
+  assert out.shape == (b, c, k) and out.dtype == dtype
+  assert _max_rel(out, _reference(r, wv, r_s, eta)) < tol
+
+
+def test_kernel_rejects_what_it_cannot_run():
+  x = jnp.ones((4, 3))
+  with pytest.raises(ValueError, match="power of two"):
+    kernels.gaussian_sums(x, x[None], jnp.ones(5), jnp.asarray(1.0), rows=24)
+  with pytest.raises(ValueError, match="sum_kernel='xla'"):
+    kernels._interpret("tpu")
+  assert kernels._interpret("cpu") and not kernels._interpret("gpu")
+  with pytest.raises(ValueError, match="sum_kernel must be one of"):
+    kernels.check_sum_kernel("triton")
+
+
+def _system(n=60, seed=0):
+  pos = data.random_box(SIDE, max_atoms=n, r_min=2.8, seed=seed)
+  return pos, np.random.default_rng(seed).integers(0, 2, len(pos))
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-6), (jnp.float64, 1e-12)])
+@pytest.mark.parametrize("vector,species", [(True, False), (False, False), (True, True)],
+                         ids=["vector", "scalar", "vector-2species"])
+def test_fused_sums_on_a_neighbor_list_equal_xlas(dtype, tol, vector, species):
+  """Random periodic systems on a Dense list, inside jit as MD calls them, in blocks (7 rows) and whole."""
+  pos, sp = _system()
+  disp, _ = neighbors.periodic_space(SIDE)
+  make = (descriptors.vector_descriptors_neighbor_list if vector else descriptors.scalar_descriptors_neighbor_list)
+  kw = dict(r_s=R_S, eta=100.0, r_cut=R_CUT, n_species=2 if species else None)
+  neighbor_fn, plain = make(disp, SIDE, **kw)
+  pos = jnp.asarray(pos, dtype)
+  nbrs = neighbor_fn.allocate(pos)
+  sk = dict(species=jnp.asarray(sp)) if species else {}
+  want = jax.jit(lambda p, nb: plain(p, nb, **sk))(pos, nbrs)
+  assert float(jnp.max(jnp.abs(want))) > 0.1
+  for block in (None, 7):
+    _, fused = make(disp, SIDE, sum_kernel="pallas", block=block, **kw)
+    got = jax.jit(lambda p, nb: fused(p, nb, **sk))(pos, nbrs)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert _max_rel(got, want) < tol, block
+
+
+def test_fused_sums_are_rejected_on_sparse_lists():
+  disp, _ = neighbors.periodic_space(SIDE)
+  with pytest.raises(ValueError, match="Dense neighbor list"):
+    descriptors.vector_descriptors_neighbor_list(disp, SIDE, r_s=R_S, eta=100.0, r_cut=R_CUT,
+                                                 format=partition.Sparse, sum_kernel="pallas")
+  with pytest.raises(ValueError, match="sum_kernel must be one of"):
+    descriptors.descriptor_model(r_s=R_S, eta=100.0, r_cut=R_CUT, sum_kernel="cuda")
+
+
+def test_network_forces_and_conservative_forces_through_the_fused_sums_equal_xlas():
+  """The Sec. 4.5 direct network (random weights) and a conservative one, whose force is -grad E through the
+  kernel's forward and XLA's written-out gradient: the same forces to rounding, in float64 MD."""
+  jax.config.update("jax_enable_x64", True)
+  pos, box = md_throughput.fcc_state(4, "float64", 60.0)  # 256 atoms in a 21 A box
+  pos = jnp.asarray(pos)
+  disp, _ = neighbors.periodic_space(box)
+  nbrs = partition.neighbor_list(disp, box, R_CUT).allocate(pos)
+  for model, tol in ((md_throughput.random_model("float64"), 1e-12),
+                     (md_throughput.random_conservative_model("float64"), 1e-10)):
+    want = np.asarray(jax.jit(models.many_body_force_fn(model, disp))(pos, nbrs))
+    got = np.asarray(jax.jit(models.many_body_force_fn(model, disp, sum_kernel="pallas"))(pos, nbrs))
+    assert np.max(np.abs(want)) > 1e-6
+    assert _max_rel(got, want) < tol, model.forces
+
+
+def test_fused_sums_lower_to_triton_for_an_nvidia_gpu():
+  """What Triton refuses (array sizes that are not powers of two, unsupported operations) is refused when the kernel
+  is lowered, which needs no GPU: the force function's descriptor sums lowered for CUDA hold the Triton kernel."""
+  pos, _ = _system(40)
+  disp, _ = neighbors.periodic_space(SIDE)
+  neighbor_fn, fused = descriptors.vector_descriptors_neighbor_list(disp, SIDE, r_s=R_S, eta=100.0, r_cut=R_CUT,
+                                                                    sum_kernel="pallas")
+  pos = jnp.asarray(pos, jnp.float32)
+  idx = neighbor_fn.allocate(pos).idx
+  rows = jnp.arange(len(pos))
+  f = jax.jit(lambda p, i: fused(p, i, rows=rows))
+  target = "__gpu$xla.gpu.triton"
+  try:
+    exported = jax.export.export(f, platforms=["cuda"],
+                                 disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(target)])(pos, idx)
+  except RuntimeError as e:  # jax >= 0.11 asks for a concrete or abstract GPU to pick Triton's target
+    if "No supported GPU devices" in str(e):
+      pytest.skip(f"this jax lowers Pallas for a GPU only with one present: {e}")
+    raise
+  assert target in exported.mlir_module()
+  assert exported.out_avals[0].shape == (len(pos), 3, len(R_S))
+
+
+def test_md_with_the_fused_sums_follows_xlas_trajectory():
+  """NVE on a free 108-atom cluster with the network's forces (float64, jitted chunks, a Dense list reallocated as
+  the cluster expands): the fused kernel's trajectory is XLA's to rounding."""
+  jax.config.update("jax_enable_x64", True)
+  from unitary_enn import quantity, simulate, structures
+  from unitary_enn.constants import ARGON_MASS
+  model = md_throughput.random_model("float64", seed=2)
+  positions = jnp.asarray(structures.fcc_lattice(3), jnp.float64)
+  momenta = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(2), positions, ARGON_MASS, 40.0)
+  kw = dict(n_steps=40, r_cut=model.r_cut, record_every=10, chunk_steps=20, log=None, dt=0.001)
+  runs = [simulate.run_nve_neighbor_list(lambda d, k=k: models.many_body_force_fn(model, d, sum_kernel=k),
+                                         positions, momenta, **kw) for k in ("xla", "pallas")]
+  moved = float(np.abs(runs[0].positions[-1] - runs[0].positions[0]).max())
+  assert moved > 1e-3
+  assert float(np.abs(runs[1].positions - runs[0].positions).max()) < 1e-9 * max(moved, 1.0)
