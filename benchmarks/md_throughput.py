@@ -239,7 +239,7 @@ def main(argv):
                   temperature=FLAGS.temperature)
       r["atom_steps_per_s"] = row["n_atoms"] / r["s_per_step"]
       row[name] = r
-      print(f"md_throughput: {row['n_atoms']:>7,} atoms  {name:12s} {r['s_per_step'] * 1e3:9.1f} ms/step  "
+      print(f"md_throughput: {row['n_atoms']:>7,} atoms  {name:19s} {r['s_per_step'] * 1e3:9.1f} ms/step  "
             f"{r['atom_steps_per_s']:>12,.0f} atom-steps/s", flush=True)
     if "network" in row:
       # Pairs inside the cutoff: what the descriptor sum needs (the list also holds the skin and padding).

@@ -54,6 +54,47 @@ def test_kernel_equals_an_independent_float64_formula(dtype, tol, b, m, c, k, pe
   assert _max_rel(out, _reference(r, wv, r_s, eta)) < tol
 
 
+@pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-13)])
+@pytest.mark.parametrize("b,m,c,k,per_centre_eta", [(50, 37, 3, 73, False), (33, 20, 2, 100, True)])
+def test_gradient_kernel_equals_an_independent_float64_formula(dtype, tol, b, m, c, k, per_centre_eta):
+  """a = sum_k ct g and h = sum_k ct eta_k (r_s - r) g, the two contractions of the sums' gradient."""
+  rng = np.random.default_rng(b + m + c + k)
+  r = rng.uniform(2.0, 11.0, (b, m)).astype(dtype)
+  ct = rng.normal(size=(b, c, k)).astype(dtype)
+  r_s = (2.8 + 0.1 * np.arange(k)).astype(dtype)
+  eta = rng.uniform(50.0, 150.0, k).astype(dtype) if per_centre_eta else np.asarray(100.0, dtype)
+  a, h = kernels.gaussian_sums_vjp(jnp.asarray(r), jnp.asarray(ct), jnp.asarray(r_s), jnp.asarray(eta))
+  r64, ct64, rs64, eta64 = (np.asarray(x, np.float64) for x in (r, ct, r_s, eta))
+  d = rs64 - r64[..., None]
+  g = np.exp(-eta64 * d * d)
+  assert a.shape == h.shape == (c, b, m) and a.dtype == h.dtype == dtype
+  assert _max_rel(a, np.einsum("bck,bmk->cbm", ct64, g)) < tol
+  assert _max_rel(h, np.einsum("bck,bmk->cbm", ct64, eta64 * d * g)) < tol
+
+
+@pytest.mark.parametrize("per_centre_eta", [False, True])
+def test_gradients_through_the_fused_sums_equal_xlas(per_centre_eta):
+  """`descriptors._gaussian_sums` with the kernels against XLA's form: the gradients with respect to the
+  distances, the weights, the node features and the basis (centres and widths), float64."""
+  jax.config.update("jax_enable_x64", True)
+  rng = np.random.default_rng(4)
+  b, m, s = 9, 13, 2
+  r = jnp.asarray(rng.uniform(2.5, 10.5, (b, m)))
+  w = jnp.asarray(rng.normal(size=(3, b, m)))
+  v = jnp.asarray(rng.uniform(size=(b, m, s)))
+  r_s = jnp.asarray(R_S)
+  eta = jnp.asarray(rng.uniform(80.0, 120.0, len(R_S)) if per_centre_eta else 100.0)
+  weights = jnp.asarray(rng.normal(size=(b, 3, s, len(R_S))))
+
+  def loss(kernel):
+    return lambda *a: jnp.sum(descriptors._gaussian_sums(*a, jax.lax.Precision.HIGHEST, kernel) * weights)
+  want = jax.grad(loss("xla"), argnums=(0, 1, 2, 3, 4))(r, w, v, r_s, eta)
+  got = jax.grad(loss("pallas"), argnums=(0, 1, 2, 3, 4))(r, w, v, r_s, eta)
+  for name, x, y in zip(("r", "w", "v", "r_s", "eta"), got, want):
+    assert float(jnp.max(jnp.abs(y))) > 0, name
+    assert _max_rel(x, y) < 1e-12, name
+
+
 def test_kernel_rejects_what_it_cannot_run():
   x = jnp.ones((4, 3))
   with pytest.raises(ValueError, match="power of two"):
@@ -119,7 +160,7 @@ def test_network_forces_and_conservative_forces_through_the_fused_sums_equal_xla
 
 def test_fused_sums_lower_to_triton_for_an_nvidia_gpu():
   """What Triton refuses (array sizes that are not powers of two, unsupported operations) is refused when the kernel
-  is lowered, which needs no GPU: the force function's descriptor sums lowered for CUDA hold the Triton kernel."""
+  is lowered, which needs no GPU: the descriptor sums and their gradient lowered for CUDA hold the Triton kernels."""
   pos, _ = _system(40)
   disp, _ = neighbors.periodic_space(SIDE)
   neighbor_fn, fused = descriptors.vector_descriptors_neighbor_list(disp, SIDE, r_s=R_S, eta=100.0, r_cut=R_CUT,
@@ -127,7 +168,8 @@ def test_fused_sums_lower_to_triton_for_an_nvidia_gpu():
   pos = jnp.asarray(pos, jnp.float32)
   idx = neighbor_fn.allocate(pos).idx
   rows = jnp.arange(len(pos))
-  f = jax.jit(lambda p, i: fused(p, i, rows=rows))
+  # The sums and their gradient (a conservative model's force), one kernel each.
+  f = jax.jit(lambda p, i: (fused(p, i, rows=rows), jax.grad(lambda q: jnp.sum(fused(q, i, rows=rows) ** 2))(p)))
   target = "__gpu$xla.gpu.triton"
   try:
     exported = jax.export.export(f, platforms=["cuda"],
@@ -136,8 +178,9 @@ def test_fused_sums_lower_to_triton_for_an_nvidia_gpu():
     if "No supported GPU devices" in str(e):
       pytest.skip(f"this jax lowers Pallas for a GPU only with one present: {e}")
     raise
-  assert target in exported.mlir_module()
-  assert exported.out_avals[0].shape == (len(pos), 3, len(R_S))
+  text = exported.mlir_module()
+  assert text.count(target) >= 2 and "uenn_gaussian_sums_vjp" in text
+  assert exported.out_avals[0].shape == (len(pos), 3, len(R_S)) and exported.out_avals[1].shape == pos.shape
 
 
 def test_md_with_the_fused_sums_follows_xlas_trajectory():

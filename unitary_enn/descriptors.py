@@ -304,8 +304,9 @@ def _gaussian_sums(r: Array, w: Array, v: Array, r_s: Array, eta: Array, precisi
   are differentiated (`symbolic_zeros`), so that a basis replicated over devices (`shard_map`) gets no
   per-device cotangent.
 
-  sum_kernel "pallas" computes the forward sums in one kernel (`kernels.gaussian_sums`) instead of the Gaussians
-  and a product; the gradient is the same XLA code, which recomputes the Gaussians.
+  sum_kernel "pallas" computes the sums in one kernel (`kernels.gaussian_sums`) instead of the Gaussians and a
+  product, and the two contractions of the gradient in another (`kernels.gaussian_sums_vjp`); neither writes
+  the Gaussians to memory (the basis' own gradient, when asked for, computes them in XLA).
   """
   if sum_kernel == "pallas":
     return _fused_sums(r, w, v, r_s, eta)
@@ -329,7 +330,7 @@ def _gaussian_sums_fwd(r, w, v, r_s, eta, precision, sum_kernel):
   # symbolic_zeros: the inputs come as CustomVJPPrimal(value, perturbed)
   r, w, v, basis = r.value, w.value, v.value, (r_s.perturbed or eta.perturbed)
   r_s, eta = r_s.value, eta.value
-  if sum_kernel == "pallas":  # the Gaussians are never in memory; the gradient recomputes them
+  if sum_kernel == "pallas":  # the Gaussians are never in memory
     return _fused_sums(r, w, v, r_s, eta), (r, w, v, r_s, eta, None, basis)
   g = gaussian_basis(r, r_s, eta)
   return _contract_pairs(w, v, g, precision), (r, w, v, r_s, eta, g, basis)
@@ -337,16 +338,23 @@ def _gaussian_sums_fwd(r, w, v, r_s, eta, precision, sum_kernel):
 
 def _gaussian_sums_bwd(precision, sum_kernel, res, c):
   r, w, v, r_s, eta, g, basis = res
-  g = gaussian_basis(r, r_s, eta) if g is None else g
   wv = w[..., None] * v  # (X, b, m, S)
-  d = r_s - r[..., None]  # (b, m, K)
-  a = jnp.einsum("bxsk,bmk->xbms", c, g, precision=precision)  # dL/d(w v)
-  # dg_k/dr = 2 eta_k (r_s,k - r) g_k; a K-dependent eta goes inside the product
   scalar_eta = jnp.ndim(eta) == 0
-  h = jnp.einsum("bxsk,bmk->xbms", c, g * d if scalar_eta else eta * g * d, precision=precision)
-  dr = (2 * eta if scalar_eta else 2) * jnp.sum(wv * h, axis=(0, 3))
+  if sum_kernel == "pallas":  # both contractions over the centres in one kernel, the Gaussians in registers
+    x, s = w.shape[0], v.shape[-1]
+    a, h = kernels.gaussian_sums_vjp(r, c.reshape(c.shape[:1] + (x * s,) + c.shape[3:]), r_s, eta)
+    a, h = (jnp.moveaxis(t.reshape((x, s) + r.shape), 1, 3) for t in (a, h))  # (X, b, m, S)
+    dr = 2 * jnp.sum(wv * h, axis=(0, 3))  # h holds eta
+    g = gaussian_basis(r, r_s, eta) if basis else None
+  else:
+    d = r_s - r[..., None]  # (b, m, K)
+    a = jnp.einsum("bxsk,bmk->xbms", c, g, precision=precision)  # dL/d(w v)
+    # dg_k/dr = 2 eta_k (r_s,k - r) g_k; a K-dependent eta goes inside the product
+    h = jnp.einsum("bxsk,bmk->xbms", c, g * d if scalar_eta else eta * g * d, precision=precision)
+    dr = (2 * eta if scalar_eta else 2) * jnp.sum(wv * h, axis=(0, 3))
   dr_s = deta = None  # zero: the basis is not differentiated
   if basis:
+    d = r_s - r[..., None]
     p = jnp.einsum("bxsk,xbms->bmk", c, wv, precision=precision) * g  # dL/dg g
     dr_s = (-jnp.sum(2 * eta * d * p, axis=(0, 1))).astype(r_s.dtype)
     deta = -jnp.sum(d * d * p, axis=(0, 1))

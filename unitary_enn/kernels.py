@@ -8,7 +8,8 @@ the Gaussians `(b, m, K)`, written to memory, then a batched product; on a GPU t
 force evaluation (1M atoms x 191 list columns x 73 centres = 56 GB in float32). The kernel here keeps each
 Gaussian in registers: a program takes `ROWS` atoms and walks their neighbour columns, adding each neighbour's
 `K` Gaussians times its weights into `(C, K, ROWS)` accumulators, so memory holds only the pair terms and the
-sums.
+sums. `gaussian_sums_vjp` does the same for the two contractions over the centres of the sums' gradient (a
+conservative model's force).
 
 It runs where Pallas lowers to Triton (NVIDIA and AMD GPUs) and, interpreted, on the CPU, where it is slow and
 only there to test it. `descriptors` selects it with `sum_kernel="pallas"` (Dense neighbor lists); the default
@@ -31,7 +32,7 @@ import jax.numpy as jnp
 Array = jax.Array
 
 ROWS = 32  # atoms per program: `(ROWS,)` rows of coalesced loads, `(K, ROWS)` accumulators per channel
-NUM_WARPS = 4
+NUM_WARPS = None  # warps per program; None: max(4, ROWS // 16), about 60-120 accumulator registers per thread
 MIN_PIECE = 16  # smallest piece of the centres (Triton's minimum useful tile)
 SUM_KERNELS = ("xla", "pallas")
 
@@ -68,6 +69,51 @@ def _interpret(backend: str | None = None) -> bool:
                    f"backend is {backend!r}: use sum_kernel='xla'")
 
 
+def _layout(r: Array, r_s: Array, eta: Array, rows: int | None):
+  """What both kernels share: rows per program, the centre pieces and their offsets, the padded atom count, and
+  r `(m, bp)` (neighbour columns first, so that a program's loads of one column are `rows` consecutive numbers;
+  padded atoms at r = 1), r_s and eta `(kp,)` (padded centres repeat the last one and are cut off after)."""
+  rows = int(rows or ROWS)
+  if rows < 1 or rows & (rows - 1):
+    raise ValueError(f"rows must be a power of two, got {rows}")
+  dtype = r.dtype
+  b, k = r.shape[0], r_s.shape[0]
+  pieces = centre_pieces(k)
+  kp = sum(pieces)
+  offsets = [sum(pieces[:i]) for i in range(len(pieces))]
+  bp = -(-b // rows) * rows
+  r_t = jnp.pad(r.T, ((0, 0), (0, bp - b)), constant_values=1)
+  r_s = jnp.pad(jnp.asarray(r_s, dtype), (0, kp - k), mode="edge")
+  eta = jnp.pad(jnp.broadcast_to(jnp.asarray(eta, dtype), (k,)), (0, kp - k), mode="edge")
+  return rows, list(zip(offsets, pieces)), kp, bp, r_t, r_s, eta
+
+
+def _launch(kernel, args, in_blocks, out_shapes, out_blocks, *, rows, bp, interpret, name):
+  """pallas_call over `bp // rows` programs; every block is the whole array but for its last axis, `rows` of the
+  program's atoms (a 1-D block: the whole array). interpret None: chosen where the computation is lowered."""
+  from jax.experimental import pallas as pl
+  from jax.experimental.pallas import triton as plgpu
+
+  def spec(shape):
+    if len(shape) == 1:
+      return pl.BlockSpec(shape, lambda i: (0,))
+    return pl.BlockSpec(tuple(shape[:-1]) + (rows,), lambda i, n=len(shape): (0,) * (n - 1) + (i,))
+
+  def call(interpret, *args):
+    return pl.pallas_call(
+        kernel, out_shape=[jax.ShapeDtypeStruct(s, args[0].dtype) for s in out_shapes], grid=(bp // rows,),
+        in_specs=[spec(s) for s in in_blocks], out_specs=[spec(s) for s in out_blocks], interpret=interpret,
+        compiler_params=plgpu.CompilerParams(num_warps=NUM_WARPS or max(4, rows // 16), num_stages=1),
+        name=name)(*args)
+
+  if interpret is not None:
+    return call(bool(interpret), *args)
+  # Chosen where the computation is lowered (a jit on the CPU of a GPU machine interprets), not by the default
+  # backend: Triton on GPUs, the interpreter on the CPU.
+  _interpret()  # a clear error on backends that can run neither
+  return jax.lax.platform_dependent(*args, cpu=functools.partial(call, True), default=functools.partial(call, False))
+
+
 def gaussian_sums(r: Array, wv: Array, r_s: Array, eta: Array, *, rows: int | None = None,
                   interpret: bool | None = None) -> Array:
   """sum_m wv[c, b, m] exp(-eta (r[b, m] - r_s[k])^2) -> `(b, C, K)`, in one kernel.
@@ -82,33 +128,18 @@ def gaussian_sums(r: Array, wv: Array, r_s: Array, eta: Array, *, rows: int | No
       interpreter where the computation is lowered for the CPU, Triton where it is lowered for a GPU.
 
   Returns:
-    `(b, C, K)` in the dtype of r. Forward only: `descriptors._gaussian_sums` gives it its gradient.
+    `(b, C, K)` in the dtype of r. Its gradient: `gaussian_sums_vjp` (`descriptors._gaussian_sums`).
   """
   from jax.experimental import pallas as pl
-  from jax.experimental.pallas import triton as plgpu
-
-  rows = int(rows or ROWS)
-  if rows < 1 or rows & (rows - 1):
-    raise ValueError(f"rows must be a power of two, got {rows}")
   dtype = r.dtype
-  b, m = r.shape
-  c = wv.shape[0]
-  k = r_s.shape[0]
+  (b, m), c, k = r.shape, wv.shape[0], r_s.shape[0]
+  rows, pieces, kp, bp, r_t, r_s, eta = _layout(r, r_s, eta, rows)
   if m == 0 or b == 0:
     return jnp.zeros((b, c, k), dtype)
-  pieces = centre_pieces(k)
-  kp = sum(pieces)
-  # Padded centres repeat the last one; their sums are cut off below.
-  r_s = jnp.pad(jnp.asarray(r_s, dtype), (0, kp - k), mode="edge")
-  eta = jnp.pad(jnp.broadcast_to(jnp.asarray(eta, dtype), (k,)), (0, kp - k), mode="edge")
-  bp = -(-b // rows) * rows
-  # Neighbour columns first, so that a program's loads of one column are `rows` consecutive numbers.
-  r_t = jnp.pad(r.T, ((0, 0), (0, bp - b)), constant_values=1)
   wv_t = jnp.pad(jnp.swapaxes(wv, 1, 2), ((0, 0), (0, 0), (0, bp - b)))
-  offsets = [sum(pieces[:i]) for i in range(len(pieces))]
 
   def kernel(r_ref, wv_ref, rs_ref, eta_ref, o_ref):
-    centres = [(rs_ref[pl.ds(o, p)][:, None], eta_ref[pl.ds(o, p)][:, None]) for o, p in zip(offsets, pieces)]
+    centres = [(rs_ref[pl.ds(o, p)][:, None], eta_ref[pl.ds(o, p)][:, None]) for o, p in pieces]
 
     def body(j, acc):
       rj = r_ref[pl.ds(j, 1), :]  # (1, rows): neighbour column j of the program's atoms
@@ -120,33 +151,62 @@ def gaussian_sums(r: Array, wv: Array, r_s: Array, eta: Array, *, rows: int | No
         out.extend(acc[q * c + x] + w[x] * g for x in range(c))
       return tuple(out)
 
-    init = tuple(jnp.zeros((p, rows), dtype) for p in pieces for _ in range(c))
+    init = tuple(jnp.zeros((p, rows), dtype) for _, p in pieces for _ in range(c))
     acc = jax.lax.fori_loop(0, m, body, init)
-    for q, (o, p) in enumerate(zip(offsets, pieces)):
+    for q, (o, p) in enumerate(pieces):
       for x in range(c):
         o_ref[x, pl.ds(o, p), :] = acc[q * c + x]
 
-  def call(interpret, *args):
-    return pl.pallas_call(
-        kernel,
-        out_shape=jax.ShapeDtypeStruct((c, kp, bp), dtype),
-        grid=(bp // rows,),
-        in_specs=[pl.BlockSpec((m, rows), lambda i: (0, i)),
-                  pl.BlockSpec((c, m, rows), lambda i: (0, 0, i)),
-                  pl.BlockSpec((kp,), lambda i: (0,)),
-                  pl.BlockSpec((kp,), lambda i: (0,))],
-        out_specs=pl.BlockSpec((c, kp, rows), lambda i: (0, 0, i)),
-        interpret=interpret,
-        compiler_params=plgpu.CompilerParams(num_warps=NUM_WARPS, num_stages=1),
-        name="uenn_gaussian_sums",
-    )(*args)
-
-  args = (r_t, wv_t, r_s, eta)
-  if interpret is None:
-    # Chosen where the computation is lowered (a jit on the CPU of a GPU machine interprets), not by the default
-    # backend: Triton on GPUs, the interpreter on the CPU.
-    _interpret()  # a clear error on backends that can run neither
-    out = jax.lax.platform_dependent(*args, cpu=functools.partial(call, True), default=functools.partial(call, False))
-  else:
-    out = call(bool(interpret), *args)
+  (out,) = _launch(kernel, (r_t, wv_t, r_s, eta), [r_t.shape, wv_t.shape, (kp,), (kp,)], [(c, kp, bp)],
+                   [(c, kp, bp)], rows=rows, bp=bp, interpret=interpret, name="uenn_gaussian_sums")
   return jnp.transpose(out[:, :k, :b], (2, 0, 1))
+
+
+def gaussian_sums_vjp(r: Array, ct: Array, r_s: Array, eta: Array, *, rows: int | None = None,
+                      interpret: bool | None = None) -> tuple[Array, Array]:
+  """The two contractions over the centres of the sums' gradient, in one kernel: with g = exp(-eta (r - r_s)^2),
+
+      a[c, b, m] = sum_k ct[b, c, k] g[b, m, k]                          (dL/dwv)
+      h[c, b, m] = sum_k ct[b, c, k] eta_k (r_s[k] - r[b, m]) g[b, m, k]  (dL/dr = 2 sum_c wv h)
+
+  Args:
+    r: `(b, m)` distances in A; ct: `(b, C, K)` the cotangent of `gaussian_sums`'s output; r_s, eta, rows,
+      interpret: as in `gaussian_sums`.
+
+  Returns:
+    a, h: `(C, b, m)` each, in the dtype of r.
+  """
+  from jax.experimental import pallas as pl
+  dtype = r.dtype
+  (b, m), c, k = r.shape, ct.shape[1], r_s.shape[0]
+  rows, pieces, kp, bp, r_t, r_s, eta = _layout(r, r_s, eta, rows)
+  if m == 0 or b == 0:
+    return jnp.zeros((c, b, m), dtype), jnp.zeros((c, b, m), dtype)
+  # (C, kp, bp); the padded centres' cotangent is 0, so they add nothing
+  ct_t = jnp.pad(jnp.transpose(ct.astype(dtype), (1, 2, 0)), ((0, 0), (0, kp - k), (0, bp - b)))
+
+  def kernel(r_ref, ct_ref, rs_ref, eta_ref, a_ref, h_ref):
+    centres = [(rs_ref[pl.ds(o, p)][:, None], eta_ref[pl.ds(o, p)][:, None],
+                [ct_ref[x, pl.ds(o, p), :] for x in range(c)]) for o, p in pieces]
+
+    def body(j, carry):
+      rj = r_ref[pl.ds(j, 1), :]  # (1, rows)
+      a = [jnp.zeros((1, rows), dtype) for _ in range(c)]
+      h = [jnp.zeros((1, rows), dtype) for _ in range(c)]
+      for rs, et, cts in centres:
+        d = rs - rj  # (piece, rows)
+        g = jnp.exp(-et * d * d)
+        gd = et * d * g
+        for x in range(c):
+          a[x] = a[x] + jnp.sum(cts[x] * g, axis=0, keepdims=True)
+          h[x] = h[x] + jnp.sum(cts[x] * gd, axis=0, keepdims=True)
+      for x in range(c):
+        a_ref[x, pl.ds(j, 1), :] = a[x]
+        h_ref[x, pl.ds(j, 1), :] = h[x]
+      return carry
+
+    jax.lax.fori_loop(0, m, body, 0)
+
+  a, h = _launch(kernel, (r_t, ct_t, r_s, eta), [r_t.shape, ct_t.shape, (kp,), (kp,)], [(c, m, bp)] * 2,
+                 [(c, m, bp)] * 2, rows=rows, bp=bp, interpret=interpret, name="uenn_gaussian_sums_vjp")
+  return jnp.swapaxes(a[:, :, :b], 1, 2), jnp.swapaxes(h[:, :, :b], 1, 2)
