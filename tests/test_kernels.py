@@ -39,16 +39,22 @@ def test_centre_pieces_are_powers_of_two_covering_the_basis():
     assert all(p >= kernels.MIN_PIECE and p & (p - 1) == 0 for p in pieces)
 
 
+def _inputs(dtype, shape, b, m, k, per_centre_eta):
+  """Distances `(b, m)` in 2-11 A, normal numbers of `shape`, K centres 0.1 A apart from 2.8 A, eta in A^-2."""
+  rng = np.random.default_rng(b + m + k + len(shape))
+  r = rng.uniform(2.0, 11.0, (b, m)).astype(dtype)
+  x = rng.normal(size=shape).astype(dtype)
+  r_s = (2.8 + 0.1 * np.arange(k)).astype(dtype)
+  eta = rng.uniform(50.0, 150.0, k).astype(dtype) if per_centre_eta else np.asarray(100.0, dtype)
+  return r, x, r_s, eta
+
+
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-13)])
 @pytest.mark.parametrize("b,m,c,k,per_centre_eta", [(50, 37, 3, 73, False), (7, 5, 2, 5, False),
                                                     (33, 20, 1, 100, True), (64, 1, 6, 16, False)])
 def test_kernel_equals_an_independent_float64_formula(dtype, tol, b, m, c, k, per_centre_eta):
   """Rows that do not fill a program, centres that do not fill a piece, per-centre widths, one neighbour."""
-  rng = np.random.default_rng(b + m + c + k)
-  r = rng.uniform(2.0, 11.0, (b, m)).astype(dtype)
-  wv = rng.normal(size=(c, b, m)).astype(dtype)
-  r_s = (2.8 + 0.1 * np.arange(k)).astype(dtype)
-  eta = rng.uniform(50.0, 150.0, k).astype(dtype) if per_centre_eta else np.asarray(100.0, dtype)
+  r, wv, r_s, eta = _inputs(dtype, (c, b, m), b, m, k, per_centre_eta)
   out = kernels.gaussian_sums(jnp.asarray(r), jnp.asarray(wv), jnp.asarray(r_s), jnp.asarray(eta))
   assert out.shape == (b, c, k) and out.dtype == dtype
   assert _max_rel(out, _reference(r, wv, r_s, eta)) < tol
@@ -58,11 +64,7 @@ def test_kernel_equals_an_independent_float64_formula(dtype, tol, b, m, c, k, pe
 @pytest.mark.parametrize("b,m,c,k,per_centre_eta", [(50, 37, 3, 73, False), (33, 20, 2, 100, True)])
 def test_gradient_kernel_equals_an_independent_float64_formula(dtype, tol, b, m, c, k, per_centre_eta):
   """a = sum_k ct g and h = sum_k ct eta_k (r_s - r) g, the two contractions of the sums' gradient."""
-  rng = np.random.default_rng(b + m + c + k)
-  r = rng.uniform(2.0, 11.0, (b, m)).astype(dtype)
-  ct = rng.normal(size=(b, c, k)).astype(dtype)
-  r_s = (2.8 + 0.1 * np.arange(k)).astype(dtype)
-  eta = rng.uniform(50.0, 150.0, k).astype(dtype) if per_centre_eta else np.asarray(100.0, dtype)
+  r, ct, r_s, eta = _inputs(dtype, (b, c, k), b, m, k, per_centre_eta)
   a, h = kernels.gaussian_sums_vjp(jnp.asarray(r), jnp.asarray(ct), jnp.asarray(r_s), jnp.asarray(eta))
   r64, ct64, rs64, eta64 = (np.asarray(x, np.float64) for x in (r, ct, r_s, eta))
   d = rs64 - r64[..., None]
