@@ -11,10 +11,10 @@ Gaussian in registers: a program takes `ROWS` atoms and walks their neighbour co
 sums. `gaussian_sums_vjp` does the same for the two contractions over the centres of the sums' gradient (a
 conservative model's force).
 
-It runs where Pallas lowers to Triton (NVIDIA and AMD GPUs) and, interpreted, on the CPU, where it is slow and
-only there to test it. `descriptors` selects it with `sum_kernel="pallas"` (Dense neighbor lists); the default
-stays XLA's product until a GPU run shows the kernel pays (`benchmarks.descriptor_sum --sum_kernels=xla,pallas`,
-`benchmarks.md_throughput --drivers=network,network_pallas`). It computes in the dtype's own arithmetic, which is
+It runs where Pallas lowers to Triton (NVIDIA and AMD GPUs) and, interpreted, on the CPU, where it is 2-3x slower
+than XLA's form and only there to test it. `descriptors` selects it with `sum_kernel="pallas"` (Dense neighbor
+lists); the default stays XLA's product until a GPU run shows the kernel pays (`benchmarks.descriptor_sum
+--pallas_rows=16,32,64,128`, `benchmarks.md_throughput --drivers=network,network_pallas`). It computes in the dtype's own arithmetic, which is
 full float32 for float32, whatever `precision` asks of XLA's products.
 
 Triton needs every array in a kernel to have a power-of-two size. The atoms are padded to a multiple of `ROWS`;
