@@ -4,21 +4,23 @@
 # each writing JSON under benchmarks/results/<backend>/ (default) or the folder given as $1.
 #
 #   bash benchmarks/accelerator.sh                     # everything
-#   STAGES="md time" bash benchmarks/accelerator.sh    # some stages: info tests md sums training time paper
+#   STAGES="md time" bash benchmarks/accelerator.sh    # some of: info tests md sums training time paper fourmd
 #   STAGES=paper bash benchmarks/accelerator.sh         # the paper-scale argon cross (not in the default set)
+#   STAGES=fourmd bash benchmarks/accelerator.sh        # four-atom MD, :accurate model (not in the default set)
 #
-# Stages: info (python -m unitary_enn.info --json), tests (the whole suite, junit XML and log), md
+# Stages: info (python -m unitary_enn.info --json); tests (the whole suite, junit XML and log); md
 # (benchmarks.md_throughput at 4,000 / 32,000 / 256,000 / 1,000,188 atoms: the direct network with XLA's and with
-# the fused Pallas descriptor sums, the conservative network and lj/cut in the same run), sums
+# the fused Pallas descriptor sums, the conservative network and lj/cut in the same run); sums
 # (benchmarks.descriptor_sum at 32,000 and 1,000,188 atoms: the descriptor sum alone and with the network, plain,
-# banded and fused in one Pallas kernel with 16 / 32 / 64 / 128 atoms a program, and block budgets of 2^26 / 2^28 /
-# 2^30 numbers), training
-# (benchmarks.training_throughput at batches up to 65,536), time (time to the paper's 0.00118 eV/A with the
-# four-atom :accurate recipe), paper (experiments.cross_md :paper, the 50^3-cell thermalization, the
-# 26,656-atom cross and 20,000 steps with both force fields, in $out/cross_md_paper; the force model is the quick
-# many_body one, trained first, since the paper's 10^6 full-batch FIRE steps do not fit a 15-minute lease;
-# CROSS_CONFIG and CROSS_TRAIN change the two configs, e.g. CROSS_CONFIG=tiny CROSS_TRAIN=tiny for a dry run on
-# a CPU). A failed stage is reported and the next one still runs; the exit status is that of the first failure.
+# banded and fused in one Pallas kernel with 16 / 32 / 64 / 128 atoms a program, and block budgets of 2^26 /
+# 2^28 / 2^30 numbers); training (benchmarks.training_throughput at batches up to 65,536); time (time to the
+# paper's 0.00118 eV/A with the four-atom :accurate recipe); paper (experiments.cross_md :paper, the 50^3-cell
+# thermalization, the 26,656-atom cross and 20,000 steps with both force fields, in $out/cross_md_paper; the force
+# model is the quick many_body one, trained first, since the paper's 10^6 full-batch FIRE steps do not fit a
+# 15-minute lease; CROSS_CONFIG and CROSS_TRAIN change the two configs, e.g. CROSS_CONFIG=tiny CROSS_TRAIN=tiny
+# for a dry run on a CPU); fourmd (experiments.four_body_md with the four-atom model of FOURMD_TRAIN, default
+# accurate, trained first, in $out/four_body_md_accurate). A failed stage is reported and the next one still
+# runs; the exit status is that of the first failure.
 #
 # Sizes for a short lease: MD_CELLS (default 10,20,40,63) and MD_DRIVERS (default lj_cut,network,network_pallas,
 # network_sharded,conservative) choose the md stage's sizes and drivers; SUM_CELLS (default 20,63) and
@@ -61,7 +63,9 @@ for stage in $stages; do
             --out="$out/time_to_accuracy.json" ;;
     paper) run paper python -m experiments.cross_md --config="experiments/configs/cross_md.py:${CROSS_CONFIG:-paper}" \
              --config.train_config="${CROSS_TRAIN:-quick}" --workdir="$out/cross_md_paper" ;;
-    *) echo "unknown stage $stage (expected info tests md sums training time paper)" >&2; status=2 ;;
+    fourmd) run fourmd python -m experiments.four_body_md --workdir="$out/four_body_md_accurate" \
+              --config.train_config="${FOURMD_TRAIN:-accurate}" ;;
+    *) echo "unknown stage $stage (expected info tests md sums training time paper fourmd)" >&2; status=2 ;;
   esac
 done
 exit "$status"

@@ -94,11 +94,11 @@ def test_before_after_table_takes_medians_per_side_and_ratios_to_the_side_that_r
 
 
 def test_descriptor_sum_binary_compares_the_band_with_the_plain_sum_on_a_saved_model(tmp_path):
-  """`python -m benchmarks.descriptor_sum --pair_terms --pallas_rows=16 --model=WORKDIR` (the commands RESULTS.md cites) runs end to
-  end on 500 atoms: the exact band equals the plain sum to float32 rounding, the saved network's forces agree, and
+  """`python -m benchmarks.descriptor_sum --pair_terms --pallas_rows=64 --model=WORKDIR` (the commands RESULTS.md
+  cites) runs end to end on 500 atoms: the exact band equals the plain sum to float32 rounding, the saved network's forces agree, and
   the pair terms computed as before (jnp.cos, jax-md's mod displacement) give the same sums to float32 rounding of
   the displacements (the mod form rounds dR + box / 2, ~1e-6 A, which the Gaussians' slopes of up to ~200 per A
-  turn into ~2e-5 of the largest sum); the fused Pallas kernel (16 atoms a program) gives the plain sums and
+  turn into ~2e-5 of the largest sum); the fused Pallas kernel (64 atoms a program) gives the plain sums and
   forces to float32 rounding."""
   import json
   import os
@@ -107,7 +107,7 @@ def test_descriptor_sum_binary_compares_the_band_with_the_plain_sum_on_a_saved_m
   models.save_model(str(tmp_path), md_throughput.random_model("float32", seed=1))
   out = tmp_path / "descriptor_sum.json"
   proc = subprocess.run([sys.executable, "-m", "benchmarks.descriptor_sum", "--cells=5", "--repeats=1",
-                         "--pair_terms", "--pallas_rows=16", f"--model={tmp_path}", f"--out={out}"],
+                         "--pair_terms", "--pallas_rows=64", f"--model={tmp_path}", f"--out={out}"],
                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
                         text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -121,6 +121,6 @@ def test_descriptor_sum_binary_compares_the_band_with_the_plain_sum_on_a_saved_m
   assert row["pair_terms"]["jnp_cos_cutoff"]["max_relative_difference"] < 1e-6
   assert row["pair_terms"]["cutoff_on_gaussians"]["max_relative_difference"] < 1e-6
   assert all(v["max_relative_difference"] < 1e-4 for v in row["pair_terms"].values())
-  fused = row["pallas"]["16"]  # the fused kernel, interpreted on the CPU
+  fused = row["pallas"]["64"]  # the fused kernel, interpreted on the CPU
   assert fused["max_relative_difference"] < 1e-6
   assert fused["max_abs_force_difference_ev_per_a"] <= 1e-5 * row["max_abs_force_ev_per_a"]

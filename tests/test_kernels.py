@@ -186,13 +186,13 @@ def test_fused_sums_lower_to_triton_for_an_nvidia_gpu():
 
 
 def test_md_with_the_fused_sums_follows_xlas_trajectory():
-  """NVE on a free 108-atom cluster with the network's forces (float64, jitted chunks, a Dense list reallocated as
-  the cluster expands): the fused kernel's trajectory is XLA's to rounding."""
+  """NVE on a free 32-atom cluster with the network's forces (float64, jitted chunks on a checked Dense list): the
+  fused kernel's trajectory is XLA's to rounding."""
   jax.config.update("jax_enable_x64", True)
   from unitary_enn import quantity, simulate, structures
   from unitary_enn.constants import ARGON_MASS
   model = md_throughput.random_model("float64", seed=2)
-  positions = jnp.asarray(structures.fcc_lattice(3), jnp.float64)
+  positions = jnp.asarray(structures.fcc_lattice(2), jnp.float64)
   momenta = quantity.maxwell_boltzmann_momenta(jax.random.PRNGKey(2), positions, ARGON_MASS, 40.0)
   kw = dict(n_steps=40, r_cut=model.r_cut, record_every=10, chunk_steps=20, log=None, dt=0.001)
   runs = [simulate.run_nve_neighbor_list(lambda d, k=k: models.many_body_force_fn(model, d, sum_kernel=k),
