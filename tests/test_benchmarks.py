@@ -95,9 +95,9 @@ def test_before_after_table_takes_medians_per_side_and_ratios_to_the_side_that_r
 
 def test_descriptor_sum_binary_compares_the_band_with_the_plain_sum_on_a_saved_model(tmp_path):
   """`python -m benchmarks.descriptor_sum --pair_terms --pallas_rows=64 --model=WORKDIR` (the commands RESULTS.md
-  cites) runs end to end on 500 atoms: the exact band equals the plain sum to float32 rounding, the saved network's forces agree, and
-  the pair terms computed as before (jnp.cos, jax-md's mod displacement) give the same sums to float32 rounding of
-  the displacements (the mod form rounds dR + box / 2, ~1e-6 A, which the Gaussians' slopes of up to ~200 per A
+  cites) runs end to end on 500 atoms: the exact band equals the plain sum to float32 rounding, the saved
+  network's forces agree, and the pair terms computed as before (jnp.cos, jax-md's mod displacement) give the same
+  sums to float32 rounding of the displacements (the mod form rounds dR + box / 2, ~1e-6 A, which the Gaussians' slopes of up to ~200 per A
   turn into ~2e-5 of the largest sum); the fused Pallas kernel (64 atoms a program) gives the plain sums and
   forces to float32 rounding."""
   import json
