@@ -144,6 +144,16 @@ def test_fused_sums_are_rejected_on_sparse_lists():
     descriptors.descriptor_model(r_s=R_S, eta=100.0, r_cut=R_CUT, sum_kernel="cuda")
 
 
+def test_fused_sums_are_refused_over_a_device_mesh():
+  from unitary_enn import parallel
+  disp, _ = neighbors.periodic_space(SIDE)
+  for model in (md_throughput.random_model("float32"), md_throughput.random_conservative_model("float32")):
+    with pytest.raises(ValueError, match="device mesh"):
+      models.many_body_force_fn(model, disp, mesh=parallel.device_mesh(), sum_kernel="pallas")
+  with pytest.raises(ValueError, match="sum_kernel must be one of"):
+    models.many_body_force_fn(md_throughput.random_model("float32"), disp, sum_kernel="fused")
+
+
 def test_network_forces_and_conservative_forces_through_the_fused_sums_equal_xlas():
   """The Sec. 4.5 direct network (random weights) and a conservative one, whose force is -grad E through the
   kernel's forward and XLA's written-out gradient: the same forces to rounding, in float64 MD."""

@@ -49,7 +49,7 @@ import numpy as np
 
 from jax_md import partition
 
-from unitary_enn import checks, energy, files, network, parallel
+from unitary_enn import checks, energy, files, kernels, network, parallel
 from unitary_enn.data import relative_vectors, symmetrize_permutations
 from unitary_enn.descriptors import (center_species_channels, scalar_descriptors_neighbor_list,
                                      vector_descriptors_neighbor_list)
@@ -543,6 +543,15 @@ def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, pre
   return params, dtype, descriptors_of
 
 
+def _check_sum_kernel(sum_kernel: str, mesh) -> None:
+  """A ValueError for an unknown `sum_kernel`, or for the Pallas kernel over a device mesh: under `shard_map` the
+  kernel's interpreted form (what the CPU tests run) fails jax's varying-axes check, so the pair has never run."""
+  kernels.check_sum_kernel(sum_kernel)
+  if sum_kernel == "pallas" and mesh is not None:
+    raise ValueError("sum_kernel='pallas' does not run over a device mesh yet; use sum_kernel='xla' with mesh, or "
+                     "one device")
+
+
 def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
                         precision=None, per_atom: bool = False, mesh=None, sum_kernel: str = "xla"):
   """The energy of a conservative many-atom model on a jax-md neighbor list: E = sum_i e(D_i) (Sec. 3.5-3.6).
@@ -557,6 +566,7 @@ def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | Non
     in the positions' dtype, pure, jit- and grad-able; `-jax.grad(energy_fn)` is `many_body_force_fn`'s force.
   """
   model = _conservative(_kind(load_model(model), "many_body", "many_body_energy_fn"), "many_body_energy_fn")
+  _check_sum_kernel(sum_kernel, mesh)
   params, dtype, descriptors_of = _many_body_parts(model, displacement_fn, block, descriptor_dtype, precision,
                                                    sum_kernel)
   e_scale = jnp.asarray(model.scales["energy"], dtype)
@@ -609,7 +619,8 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
       all at once on GPU/TPU), None (all at once) or a number (`network.apply_uenn`'s block). Same forces to
       rounding.
     sum_kernel: how the descriptor sums are computed: "xla" (the Gaussians, then a product) or "pallas" (one GPU
-      kernel, `unitary_enn.kernels`; Dense lists; interpreted, and slow, on the CPU). Same forces to rounding.
+      kernel, `unitary_enn.kernels`; Dense lists, no mesh; interpreted, and slower, on the CPU). Same forces to
+      rounding.
 
   Returns:
     `force_fn(positions (N, 3) A, neighbor, species=<default>, **unused) -> (N, 3)` eV/A in the positions'
@@ -618,6 +629,7 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
     list must have a cutoff >= `model.r_cut`; the caller checks it.
   """
   model = _kind(load_model(model), "many_body", "many_body_force_fn")
+  _check_sum_kernel(sum_kernel, mesh)
   if model.conservative:
     energy_fn = many_body_energy_fn(model, displacement_fn, block=block, descriptor_dtype=descriptor_dtype,
                                     precision=precision, mesh=mesh, sum_kernel=sum_kernel)
