@@ -5,7 +5,7 @@ centres nearest to it, scatter-added), timed in the same run on periodic FCC arg
   python -m benchmarks.descriptor_sum --cells=10 --formats=dense,ordered_sparse --budgets=20,21,22,23,24
   python -m benchmarks.descriptor_sum --cells=10 --pair_terms  # + the pair terms as they were computed before
   python -m benchmarks.descriptor_sum --cells=5 --bands=9,21 --model=WORKDIR   # force changes, trained model
-  python -m benchmarks.descriptor_sum --cells=20,63 --pallas_rows=16,32,64,128   # the fused kernel (a GPU)
+  python -m benchmarks.descriptor_sum --cells=20,63 --pallas_rows=16,32,64,32x2  # the fused kernel (a GPU)
 
 --bands are the widths timed (default: the exact one, `descriptors._band_width`: 21 of 73 in float32, every
 Gaussian that does not underflow). A width below it is forced here, only to measure what it would change:
@@ -27,9 +27,9 @@ times the plain sum with the pair terms as they were computed before: the cosine
 components, each alone and all three, against the defaults in the same run.
 
 --pallas_rows times the fused kernel of `unitary_enn.kernels` (sum_kernel="pallas": the Gaussians in registers,
-never in memory) with that many atoms per program, alone and with the network, against the plain XLA sum of the
-same run, with their differences. It is compiled with Triton on a GPU; on the CPU it is interpreted, which only
-shows that it runs (and takes long).
+never in memory) with that many atoms per program (ROWSxSTAGES: and that many stages of Triton's pipelining),
+alone and with the network, against the plain XLA sum of the same run, with their differences. It is compiled
+with Triton on a GPU; on the CPU it is interpreted, which only shows that it runs (2-3x slower than XLA's form).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def define_flags() -> None:
                     "periodic displacement (mod), a jnp.cos cutoff, the cutoff weight on the Gaussians.")
   flags.DEFINE_list("bands", [], "Band widths to time against the plain sum (default: the exact width).")
   flags.DEFINE_list("pallas_rows", [], "Atoms per program of the fused Pallas kernel to time (powers of two; "
+                    "ROWSxSTAGES also sets Triton's pipelining stages; "
                     "none by default).")
   flags.DEFINE_string("model", None, "A many_body workdir whose network gives the forces (default: random weights, "
                       "whose b = 0 makes them blind to small channels).")
@@ -82,11 +83,12 @@ def row_sums_cutoff_on_gaussians(r, fc, u, v, r_s, eta, band, vector, precision=
 
 
 def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, row_sums=None, sum_kernel="xla",
-           pallas_rows=None):
+           pallas_rows=None, pallas_stages=None):
   """jit(positions, neighbor) -> `(N, 3, K)` float32 vector descriptors by `_neighbor_list_sums`.
 
   A band narrower than `descriptors._band_width` is forced (traced with `_band_width` patched to allow it).
-  sum_kernel "pallas" runs the fused kernel, with `pallas_rows` atoms per program (`kernels.ROWS` patched).
+  sum_kernel "pallas" runs the fused kernel, with `pallas_rows` atoms per program and `pallas_stages` stages of
+  pipelining (`kernels.ROWS`, `kernels.NUM_STAGES` patched).
   """
   import contextlib
   from unittest import mock
@@ -111,6 +113,8 @@ def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, ro
     stack = contextlib.ExitStack()
     if pallas_rows:
       stack.enter_context(mock.patch.object(kernels, "ROWS", int(pallas_rows)))
+    if pallas_stages:
+      stack.enter_context(mock.patch.object(kernels, "NUM_STAGES", int(pallas_stages)))
     if forced:
       stack.enter_context(mock.patch.object(descriptors, "_band_width", lambda *a: band))
     if row_sums is not None:
@@ -148,7 +152,7 @@ def _jitted(f, patches):
   return call
 
 
-def force_fn(displacement, model, *, band, sum_kernel="xla", pallas_rows=None):
+def force_fn(displacement, model, *, band, sum_kernel="xla", pallas_rows=None, pallas_stages=None):
   """jit(positions, neighbor) -> `(N, 3)` eV/A: the descriptor sum then the network (in the cache-sized blocks of
   `network.network_block`), as models.many_body_force_fn."""
   import jax
@@ -161,7 +165,7 @@ def force_fn(displacement, model, *, band, sum_kernel="xla", pallas_rows=None):
   in_scale = jnp.asarray(model.scales["inputs"], dtype)
   out_scale = jnp.asarray(model.scales["targets"], dtype)
   sums = sum_fn(displacement, band=band, r_s=np.asarray(model.basis.r_s), eta=float(model.basis.eta),
-                sum_kernel=sum_kernel, pallas_rows=pallas_rows)
+                sum_kernel=sum_kernel, pallas_rows=pallas_rows, pallas_stages=pallas_stages)
   block = network_block(model.sizes)
 
   def f(positions, neighbor):
@@ -304,17 +308,20 @@ def main(argv):
       if FLAGS.pallas_rows and name == "dense":
         row["pallas"] = {}
         for pr in FLAGS.pallas_rows:
-          fused = sum_fn(displacement, band=0, sum_kernel="pallas", pallas_rows=int(pr))
+          p_rows, _, p_stages = pr.partition("x")
+          kw = dict(sum_kernel="pallas", pallas_rows=int(p_rows), pallas_stages=int(p_stages or 1))
+          fused = sum_fn(displacement, band=0, **kw)
           got = fused(positions, nbr)
           b = dict(max_relative_difference=max_relative_difference(got, want),
                    max_channel_relative_difference=max_channel_relative_difference(got, want),
                    sum=timed(fused, positions, nbr, repeats=FLAGS.repeats))
           b["ratio"] = row["plain"]["median_s"] / b["sum"]["median_s"]
-          line = (f"descriptor_sum:   pallas, {pr} rows a program: sum {_ms(b['sum'])}  plain/fused {b['ratio']:.2f}; "
+          line = (f"descriptor_sum:   pallas, {p_rows} rows a program, {p_stages or 1} stage(s): sum {_ms(b['sum'])}  "
+                  f"plain/fused {b['ratio']:.2f}; "
                   f"max rel. diff {b['max_relative_difference']:.1e}, per channel "
                   f"{b['max_channel_relative_difference']:.1e}")
           if FLAGS.network:
-            f_fused = force_fn(displacement, model, band=0, sum_kernel="pallas", pallas_rows=int(pr))
+            f_fused = force_fn(displacement, model, band=0, **kw)
             b["force"] = timed(f_fused, positions, nbr, repeats=FLAGS.repeats)
             b["force_ratio"] = row["force_plain"]["median_s"] / b["force"]["median_s"]
             b["max_abs_force_difference_ev_per_a"] = float(np.max(np.abs(np.asarray(f_fused(positions, nbr))
@@ -340,7 +347,7 @@ def main(argv):
                 flush=True)
       rows.append(row)
   record = dict(dtype="float32", eta=ETA, r_cut=R_CUT, n_centres=73, exact_band=exact, bands=bands,
-                pallas_rows=[int(r) for r in FLAGS.pallas_rows],
+                pallas_rows=list(FLAGS.pallas_rows),
                 model=FLAGS.model or "random weights, paper sizes", cpu_block_budget=descriptors.CPU_BLOCK_BUDGET,
                 sizes=rows)
   write_result("descriptor_sum", record, FLAGS.out)

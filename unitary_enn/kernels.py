@@ -14,8 +14,8 @@ conservative model's force).
 It runs where Pallas lowers to Triton (NVIDIA and AMD GPUs) and, interpreted, on the CPU, where it is 2-3x slower
 than XLA's form and only there to test it. `descriptors` selects it with `sum_kernel="pallas"` (Dense neighbor
 lists); the default stays XLA's product until a GPU run shows the kernel pays (`benchmarks.descriptor_sum
---pallas_rows=16,32,64,128`, `benchmarks.md_throughput --drivers=network,network_pallas`). It computes in the dtype's own arithmetic, which is
-full float32 for float32, whatever `precision` asks of XLA's products.
+--pallas_rows=16,32,64,128`, `benchmarks.md_throughput --drivers=network,network_pallas`). It computes in the
+dtype's own arithmetic, which is full float32 for float32, whatever `precision` asks of XLA's products.
 
 Triton needs every array in a kernel to have a power-of-two size. The atoms are padded to a multiple of `ROWS`;
 the centres are split into power-of-two pieces of at least `MIN_PIECE` (73 centres: 64 + 16, 7 padded), each with
@@ -33,6 +33,7 @@ Array = jax.Array
 
 ROWS = 32  # atoms per program: `(ROWS,)` rows of coalesced loads, `(K, ROWS)` accumulators per channel
 NUM_WARPS = None  # warps per program; None: max(4, ROWS // 16), about 60-120 accumulator registers per thread
+NUM_STAGES = 1  # Triton's software pipelining of the loop over neighbour columns (1: none)
 MIN_PIECE = 16  # smallest piece of the centres (Triton's minimum useful tile)
 SUM_KERNELS = ("xla", "pallas")
 
@@ -103,7 +104,8 @@ def _launch(kernel, args, in_blocks, out_shapes, out_blocks, *, rows, bp, interp
     return pl.pallas_call(
         kernel, out_shape=[jax.ShapeDtypeStruct(s, args[0].dtype) for s in out_shapes], grid=(bp // rows,),
         in_specs=[spec(s) for s in in_blocks], out_specs=[spec(s) for s in out_blocks], interpret=interpret,
-        compiler_params=plgpu.CompilerParams(num_warps=NUM_WARPS or max(4, rows // 16), num_stages=1),
+        compiler_params=plgpu.CompilerParams(num_warps=NUM_WARPS or max(4, rows // 16),
+                                             num_stages=NUM_STAGES),
         name=name)(*args)
 
   if interpret is not None:
