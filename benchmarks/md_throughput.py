@@ -218,7 +218,7 @@ def main(argv):
   }
   builders["network_sharded"] = functools.partial(builders["network"], mesh=parallel.device_mesh())
   builders["network_whole"] = functools.partial(builders["network"], network_block=None)
-  # The descriptor sums in one fused kernel (unitary_enn.kernels; Triton on a GPU, interpreted and slow on a CPU)
+  # The descriptor sums in one fused kernel (unitary_enn.kernels; Triton on a GPU, interpreted and slower on a CPU)
   builders["network_pallas"] = functools.partial(builders["network"], sum_kernel="pallas")
   builders["conservative_pallas"] = functools.partial(builders["conservative"], sum_kernel="pallas")
   unknown = set(FLAGS.drivers) - set(builders)

@@ -393,9 +393,11 @@ def _row_sums(r: Array, fc: Array, u: Array | None, v: Array, r_s: Array, eta: A
   return _band_layout(_band_scatter(acc, rows, c.reshape(-1), payload), vector)
 
 
-def _band_option(band, r_s, eta, dtype) -> int | None:
+def _band_option(band, r_s, eta, dtype, sum_kernel: str = "xla") -> int | None:
   """The band width to use: None = automatic (`_auto_band`), 0 / False = full sum, or a width in centres
-  (at least `_band_width`)."""
+  (at least `_band_width`). The fused kernel (sum_kernel "pallas") always takes the full basis: None."""
+  if sum_kernel == "pallas":
+    return None
   if band is None:
     return _auto_band(r_s, eta, dtype)
   if band is False or band == 0:
@@ -697,7 +699,7 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
   dtype = node_feat.dtype
   s, k = node_feat.shape[1], r_s.shape[0]
   _check_sum_kernel(sum_kernel, neighbor.format)
-  kb = None if sum_kernel == "pallas" else _band_option(band, r_s, eta, dtype)
+  kb = _band_option(band, r_s, eta, dtype, sum_kernel)
   out_shape = (n, 3, s * k) if vector else (n, s * k)
   pair_cost = (kb or k) * s * (3 if vector else 1)  # numbers per pair in the largest intermediate
   itemsize = jnp.dtype(dtype).itemsize
@@ -769,10 +771,9 @@ def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, s
 
   `dtype` (default: the positions') is that of the Gaussian sums; displacements are always taken in the
   positions' precision. With `rows` `(R,)` (global atom indices), `neighbor` is the idx `(R, M)` of those rows of
-  a Dense list and only their sums are computed, `(R, [3,] S * K)`. sum_kernel: "xla" or "pallas" (`kernels`).
+  a Dense list and only their sums are computed, `(R, [3,] S * K)`. sum_kernel: "xla" or "pallas" (`kernels`),
+  checked by the callers.
   """
-  kernels.check_sum_kernel(sum_kernel)
-
   def descriptor_fn(positions: Array, neighbor, *, species=species, node_features=None, dtype=None,
                     precision=None, rows=None) -> Array:
     positions = jnp.asarray(positions, _float_dtype(positions))
@@ -786,7 +787,7 @@ def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, s
     # Some rows only: `neighbor` is those rows of a Dense list's idx, `(R, M)` (`parallel.shard_rows`).
     sums = _dense_row_sums(positions, neighbor, rows, v, r_s_, eta_, displacement_fn=displacement_fn, r_cut=r_cut,
                            cutoff=cutoff_fn, vector=vector, block=block,
-                           band=None if sum_kernel == "pallas" else _band_option(None, r_s_, eta_, dtype),
+                           band=_band_option(None, r_s_, eta_, dtype, sum_kernel),
                            precision=precision, sum_kernel=sum_kernel)
     return sums.reshape(sums.shape[:-2] + (-1,))
   return descriptor_fn
@@ -818,7 +819,7 @@ def vector_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[floa
     dr_threshold, capacity_multiplier, **neighbor_kwargs: passed to `partition.neighbor_list`.
     block: rows (Dense) or pairs (Sparse) per block of the sum (default: automatic).
     sum_kernel: "xla" (the default: the Gaussians, then a product) or "pallas" (one GPU kernel that keeps the
-      Gaussians in registers, `unitary_enn.kernels`; Dense lists; interpreted, and slow, on the CPU).
+      Gaussians in registers, `unitary_enn.kernels`; Dense lists; interpreted on the CPU, 2-4x slower there).
 
   Returns:
     (neighbor_fn, descriptor_fn). `neighbor_fn.allocate(positions)` outside jit, `neighbor.update(positions)`

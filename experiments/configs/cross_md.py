@@ -56,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.format = "ordered_sparse"  # neighbor list of the analytical run
   c.network_format = "dense"  # neighbor list of the network run (descriptor sums)
   # How the network runs compute the descriptor sums: "xla" or "pallas" (one fused GPU kernel, dense lists only;
-  # docs/decisions.md §18: opt-in until a GPU measures it; interpreted, and slow, on a CPU)
+  # docs/decisions.md §18: opt-in until a GPU measures it; interpreted, and slower, on a CPU)
   c.sum_kernel = "xla"
   c.dr_threshold = 1.0  # A, neighbor-list skin
   c.capacity_multiplier = 1.25
