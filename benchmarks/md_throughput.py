@@ -234,9 +234,17 @@ def main(argv):
     positions, box = fcc_state(n_cells, FLAGS.dtype, FLAGS.temperature)
     row = dict(n_cells=n_cells, n_atoms=len(positions), box_a=box)
     for name in FLAGS.drivers:
-      r = time_md(builders[name], positions, box, steps=FLAGS.steps, repeats=FLAGS.repeats, fmt=fmt,
-                  dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
-                  temperature=FLAGS.temperature)
+      try:
+        r = time_md(builders[name], positions, box, steps=FLAGS.steps, repeats=FLAGS.repeats, fmt=fmt,
+                    dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
+                    temperature=FLAGS.temperature)
+      except Exception as e:  # noqa: BLE001 -- one driver that fails to compile (a new kernel) must not stop the rest
+        if len(FLAGS.drivers) == 1:
+          raise
+        row.setdefault("failed", {})[name] = f"{type(e).__name__}: {e}"[:2000]
+        print(f"md_throughput: {row['n_atoms']:>7,} atoms  {name:19s} FAILED: {type(e).__name__}: "
+              f"{str(e)[:300]}", flush=True)
+        continue
       r["atom_steps_per_s"] = row["n_atoms"] / r["s_per_step"]
       row[name] = r
       print(f"md_throughput: {row['n_atoms']:>7,} atoms  {name:19s} {r['s_per_step'] * 1e3:9.1f} ms/step  "
@@ -282,7 +290,7 @@ def main(argv):
   if len(rows) >= 2:
     n_atoms = [r["n_atoms"] for r in rows]
     record["scaling_exponent"] = {name: fit_exponent(n_atoms, [r[name]["s_per_step"] for r in rows])
-                                  for name in FLAGS.drivers}
+                                  for name in FLAGS.drivers if all(name in r for r in rows)}
     print(f"md_throughput: scaling exponents (time per step ~ N^p): {record['scaling_exponent']}", flush=True)
   write_result("md_throughput", record, FLAGS.out)
 
