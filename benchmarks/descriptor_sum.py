@@ -30,6 +30,8 @@ components, each alone and all three, against the defaults in the same run.
 never in memory) with that many atoms per program (ROWSxSTAGES: and that many stages of Triton's pipelining),
 alone and with the network, against the plain XLA sum of the same run, with their differences. It is compiled
 with Triton on a GPU; on the CPU it is interpreted, which only shows that it runs (2-3x slower than XLA's form).
+ROWSxSTAGESxWARPS also sets Triton's warps per program. --parts times the fused sum's two halves apart: the pair
+terms (distances and weights, XLA) alone, and the kernel alone on them.
 """
 
 from __future__ import annotations
@@ -52,8 +54,11 @@ def define_flags() -> None:
                     "periodic displacement (mod), a jnp.cos cutoff, the cutoff weight on the Gaussians.")
   flags.DEFINE_list("bands", [], "Band widths to time against the plain sum (default: the exact width).")
   flags.DEFINE_list("pallas_rows", [], "Atoms per program of the fused Pallas kernel to time (powers of two; "
-                    "ROWSxSTAGES also sets Triton's pipelining stages; "
+                    "ROWSxSTAGES also sets Triton's pipelining stages, ROWSxSTAGESxWARPS its warps per program; "
                     "none by default).")
+  flags.DEFINE_bool("parts", False, "With --pallas_rows: also time the fused sum's parts apart, the pair terms "
+                    "alone (XLA: distances and weights from the positions and the list) and the kernel alone on "
+                    "them, for each --pallas_rows.")
   flags.DEFINE_string("model", None, "A many_body workdir whose network gives the forces (default: random weights, "
                       "whose b = 0 makes them blind to small channels).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/descriptor_sum.json).")
@@ -83,12 +88,12 @@ def row_sums_cutoff_on_gaussians(r, fc, u, v, r_s, eta, band, vector, precision=
 
 
 def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, row_sums=None, sum_kernel="xla",
-           pallas_rows=None, pallas_stages=None):
+           pallas_rows=None, pallas_stages=None, pallas_warps=None):
   """jit(positions, neighbor) -> `(N, 3, K)` float32 vector descriptors by `_neighbor_list_sums`.
 
   A band narrower than `descriptors._band_width` is forced (traced with `_band_width` patched to allow it).
-  sum_kernel "pallas" runs the fused kernel, with `pallas_rows` atoms per program and `pallas_stages` stages of
-  pipelining (`kernels.ROWS`, `kernels.NUM_STAGES` patched).
+  sum_kernel "pallas" runs the fused kernel, with `pallas_rows` atoms per program, `pallas_stages` stages of
+  pipelining and `pallas_warps` warps (`kernels.ROWS`, `kernels.NUM_STAGES`, `kernels.NUM_WARPS` patched).
   """
   import contextlib
   from unittest import mock
@@ -115,6 +120,8 @@ def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, ro
       stack.enter_context(mock.patch.object(kernels, "ROWS", int(pallas_rows)))
     if pallas_stages:
       stack.enter_context(mock.patch.object(kernels, "NUM_STAGES", int(pallas_stages)))
+    if pallas_warps:
+      stack.enter_context(mock.patch.object(kernels, "NUM_WARPS", int(pallas_warps)))
     if forced:
       stack.enter_context(mock.patch.object(descriptors, "_band_width", lambda *a: band))
     if row_sums is not None:
@@ -152,7 +159,56 @@ def _jitted(f, patches):
   return call
 
 
-def force_fn(displacement, model, *, band, sum_kernel="xla", pallas_rows=None, pallas_stages=None):
+def pallas_variant(spec: str) -> dict:
+  """`--pallas_rows` entry ROWS[xSTAGES[xWARPS]] -> `sum_fn` keywords."""
+  parts = [int(x) for x in spec.split("x")]
+  if not 1 <= len(parts) <= 3:
+    raise ValueError(f"--pallas_rows entries are ROWS[xSTAGES[xWARPS]], got {spec!r}")
+  rows, stages, warps = parts[0], (parts[1] if len(parts) > 1 else 1), (parts[2] if len(parts) > 2 else None)
+  return dict(sum_kernel="pallas", pallas_rows=rows, pallas_stages=stages, pallas_warps=warps)
+
+
+def parts_fns(displacement, r_s, eta):
+  """jit(positions, neighbor) -> (r `(N, M')`, w `(3, N, M')`): the pair terms of the vector sum, with M' the
+  narrow width of `descriptors._dense_row_sums`; and kernel(r, w, **sum_fn keywords) -> jit(r, w): the fused
+  kernel alone on them (`--parts`)."""
+  import contextlib
+  from unittest import mock
+
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from unitary_enn import descriptors, kernels
+  r_s = np.asarray(r_s, np.float32)
+
+  @jax.jit
+  def pairs(positions, neighbor):
+    n, m = neighbor.idx.shape
+    idx = neighbor.idx[:, :descriptors._narrow_width(m) or m]
+    i = jnp.arange(n)
+    valid = (idx < n) & (idx != i[:, None])
+    jc = jnp.minimum(idx, n - 1)
+    p = positions.T
+    d = descriptors.row_displacements(displacement)(p[:, jc], p[:, i])
+    r, fc, u = descriptors._pair_terms(d, valid, R_CUT, descriptors.cosine_cutoff, True)
+    return r, u * fc
+
+  def kernel(pallas_rows=None, pallas_stages=None, pallas_warps=None, **unused):
+    jitted = jax.jit(lambda r, w: kernels.gaussian_sums(r, w, r_s, np.float32(eta)))
+
+    def call(r, w):
+      with contextlib.ExitStack() as stack:
+        for name, value in (("ROWS", pallas_rows), ("NUM_STAGES", pallas_stages), ("NUM_WARPS", pallas_warps)):
+          if value:
+            stack.enter_context(mock.patch.object(kernels, name, int(value)))
+        return jitted(r, w)
+    return call
+  return pairs, kernel
+
+
+def force_fn(displacement, model, *, band, sum_kernel="xla", pallas_rows=None, pallas_stages=None,
+             pallas_warps=None):
   """jit(positions, neighbor) -> `(N, 3)` eV/A: the descriptor sum then the network (in the cache-sized blocks of
   `network.network_block`), as models.many_body_force_fn."""
   import jax
@@ -165,7 +221,8 @@ def force_fn(displacement, model, *, band, sum_kernel="xla", pallas_rows=None, p
   in_scale = jnp.asarray(model.scales["inputs"], dtype)
   out_scale = jnp.asarray(model.scales["targets"], dtype)
   sums = sum_fn(displacement, band=band, r_s=np.asarray(model.basis.r_s), eta=float(model.basis.eta),
-                sum_kernel=sum_kernel, pallas_rows=pallas_rows, pallas_stages=pallas_stages)
+                sum_kernel=sum_kernel, pallas_rows=pallas_rows, pallas_stages=pallas_stages,
+                pallas_warps=pallas_warps)
   block = network_block(model.sizes)
 
   def f(positions, neighbor):
@@ -307,22 +364,32 @@ def main(argv):
           print(f"descriptor_sum:   plain, budget 2^{lb}: {block} rows a block, {_ms(t)}", flush=True)
       if FLAGS.pallas_rows and name == "dense":
         row["pallas"] = {}
+        if FLAGS.parts:
+          pairs, kernel_alone = parts_fns(displacement, descriptors.paper_r_s(), ETA)
+          pair_terms = pairs(positions, nbr)
+          row["pallas_parts"] = dict(pair_terms=timed(pairs, positions, nbr, repeats=FLAGS.repeats),
+                                     pair_columns=int(pair_terms[0].shape[1]))
+          print(f"descriptor_sum:   parts: pair terms alone {_ms(row['pallas_parts']['pair_terms'])} "
+                f"({pair_terms[0].shape[1]} columns)", flush=True)
         for pr in FLAGS.pallas_rows:
-          p_rows, _, p_stages = pr.partition("x")
-          kw = dict(sum_kernel="pallas", pallas_rows=int(p_rows), pallas_stages=int(p_stages or 1))
+          kw = pallas_variant(pr)
+          p_rows, p_stages = kw["pallas_rows"], kw["pallas_stages"]
           fused = sum_fn(displacement, band=0, **kw)
           try:
             got = fused(positions, nbr)
           except Exception as e:  # noqa: BLE001 -- a variant the compiler refuses is reported; the others still run
             row["pallas"][str(pr)] = dict(failed=f"{type(e).__name__}: {e}"[:2000])
-            print(f"descriptor_sum:   pallas, {p_rows} rows a program, {p_stages or 1} stage(s): FAILED: "
-                  f"{type(e).__name__}: {str(e)[:300]}", flush=True)
+            print(f"descriptor_sum:   pallas {pr}: FAILED: {type(e).__name__}: {str(e)[:300]}", flush=True)
             continue
           b = dict(max_relative_difference=max_relative_difference(got, want),
                    max_channel_relative_difference=max_channel_relative_difference(got, want),
                    sum=timed(fused, positions, nbr, repeats=FLAGS.repeats))
           b["ratio"] = row["plain"]["median_s"] / b["sum"]["median_s"]
-          line = (f"descriptor_sum:   pallas, {p_rows} rows a program, {p_stages or 1} stage(s): sum {_ms(b['sum'])}  "
+          if FLAGS.parts:
+            b["kernel_alone"] = timed(kernel_alone(**kw), *pair_terms, repeats=FLAGS.repeats)
+          line = (f"descriptor_sum:   pallas {pr}: {p_rows} rows a program, {p_stages} stage(s), "
+                  f"{kw['pallas_warps'] or 'default'} warps: sum {_ms(b['sum'])}  "
+                  + (f"kernel alone {_ms(b['kernel_alone'])}  " if FLAGS.parts else "") +
                   f"plain/fused {b['ratio']:.2f}; "
                   f"max rel. diff {b['max_relative_difference']:.1e}, per channel "
                   f"{b['max_channel_relative_difference']:.1e}")

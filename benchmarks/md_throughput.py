@@ -6,7 +6,7 @@ roofline fraction of the network's force evaluation, all from one run.
   python -m benchmarks.md_throughput --cells=5,10 --steps=5           # small and quick
   python -m benchmarks.md_throughput --model=workdirs/many_body       # a trained many_body model
   python -m benchmarks.md_throughput --drivers=network,network_whole  # the network in blocks or all at once
-  python -m benchmarks.md_throughput --cells=20,63 --drivers=lj_cut,network,network_pallas   # a GPU: fused sums
+  python -m benchmarks.md_throughput --cells=20,63 --drivers=lj_cut,network_xla,network_pallas   # a GPU: the sums' forms
 
 Both drivers run jax-md's velocity Verlet (`simulate.nve`, 1 fs) on the same thermalized-at-60 K crystal of
 n^3 FCC cells (4 n^3 atoms, a = 5.24411 A), with the neighbor list updated in the same jitted chunk as the step,
@@ -57,7 +57,10 @@ def define_flags() -> None:
                     "Which force fields to time: lj_cut, network, conservative (F = -grad E on the same layers), "
                     "network_sharded (the network with the atoms' rows over every device jax sees, "
                     "`parallel.shard_rows`: on one device, the sharded path's overhead), network_whole (the "
-                    "network on all atoms at once instead of cache-sized blocks, `network.network_block`).")
+                    "network on all atoms at once instead of cache-sized blocks, `network.network_block`); "
+                    "network_xla, network_pallas, conservative_xla, conservative_pallas (the descriptor sums in "
+                    "XLA's form or the fused kernel; network and conservative take the default, sum_kernel "
+                    "'auto': the kernel on an NVIDIA GPU, XLA's form elsewhere).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/md_throughput.json).")
 
 R_CUT = 10.0
@@ -197,7 +200,7 @@ def main(argv):
   if "float64" in (FLAGS.dtype, FLAGS.network_dtype) or FLAGS.model:
     jax.config.update("jax_enable_x64", True)
 
-  from unitary_enn import models, neighbors, parallel, potentials
+  from unitary_enn import kernels, models, neighbors, parallel, potentials
   from unitary_enn.constants import ARGON_FCC_LATTICE_CONSTANT
   cells = [int(c) for c in FLAGS.cells]
   too_small = [c for c in cells if c * ARGON_FCC_LATTICE_CONSTANT <= 2 * (R_CUT + FLAGS.dr_threshold)]
@@ -219,15 +222,18 @@ def main(argv):
   builders["network_sharded"] = functools.partial(builders["network"], mesh=parallel.device_mesh())
   builders["network_whole"] = functools.partial(builders["network"], network_block=None)
   # The descriptor sums in one fused kernel (unitary_enn.kernels; Triton on a GPU, interpreted and slower on a CPU)
-  builders["network_pallas"] = functools.partial(builders["network"], sum_kernel="pallas")
-  builders["conservative_pallas"] = functools.partial(builders["conservative"], sum_kernel="pallas")
+  for kernel in ("xla", "pallas"):
+    builders[f"network_{kernel}"] = functools.partial(builders["network"], sum_kernel=kernel)
+    builders[f"conservative_{kernel}"] = functools.partial(builders["conservative"], sum_kernel=kernel)
   unknown = set(FLAGS.drivers) - set(builders)
   if unknown:
     raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected some of {sorted(builders)}")
   net_dtype = str(jax.tree.leaves(model.params)[0].real.dtype)
   roof = matmul_flops_per_s(net_dtype)
-  print(f"md_throughput: dense matmul {roof['flops_per_s'] / 1e9:.1f} GFLOP/s ({net_dtype}, the network's)",
-        flush=True)
+  from jax_md import partition
+  default_kernel = kernels.resolve_sum_kernel("auto", sparse=partition.is_sparse(fmt))
+  print(f"md_throughput: dense matmul {roof['flops_per_s'] / 1e9:.1f} GFLOP/s ({net_dtype}, the network's); the "
+        f"default descriptor sums here: {default_kernel}", flush=True)
   sizes = list(model.sizes)
   rows = []
   for n_cells in cells:
@@ -264,8 +270,8 @@ def main(argv):
       row["network_whole_over_network"] = row["network_whole"]["s_per_step"] / row["network"]["s_per_step"]
       print(f"md_throughput: network run on all atoms at once / in blocks (the default) time per step = "
             f"{row['network_whole_over_network']:.3f}", flush=True)
-    for name in ("network_pallas", "conservative_pallas"):
-      base = name.split("_")[0]
+    for name, base in (("network_pallas", "network_xla"), ("conservative_pallas", "conservative_xla"),
+                       ("network_pallas", "network"), ("conservative_pallas", "conservative")):
       if name in row and base in row:
         row[f"{name}_over_{base}"] = row[name]["s_per_step"] / row[base]["s_per_step"]
         print(f"md_throughput: {name} / {base} time per step = {row[f'{name}_over_{base}']:.3f}"
@@ -281,7 +287,7 @@ def main(argv):
             f"{row['conservative_cost_over_network']:.2f}", flush=True)
     rows.append(row)
   record = dict(devices=[str(d) for d in jax.devices()], dtype=FLAGS.dtype, network_dtype=net_dtype, descriptor_dtype=FLAGS.descriptor_dtype,
-                format=FLAGS.format,
+                format=FLAGS.format, default_sum_kernel=default_kernel,
                 dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
                 model=FLAGS.model or "random weights, paper sizes", network_sizes=sizes,
                 conservative_model=FLAGS.conservative_model or "random weights, paper layers + 16 vectors + head "

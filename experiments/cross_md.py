@@ -174,8 +174,7 @@ def run(config, workdir: str, train_workdir: str | None = None, conservative_wor
 
   # --- 3. NVE with analytical and network forces ---
   energy_builder = functools.partial(potentials.lj_cut_energy_fn, r_cut=config.r_cut)
-  # The MD runs compute the descriptor sums as config.sum_kernel says (the force check above: XLA's form, which
-  # any list format takes).
+  # The MD runs compute the descriptor sums as config.sum_kernel says (the force check above: the default, "auto").
   kernel = dict(sum_kernel=config.sum_kernel)
   setups = {"analytical": (lj_builder, config.r_cut, config.format),
             "network": (functools.partial(net_builder, **kernel), model.r_cut, config.network_format)}

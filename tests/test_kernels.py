@@ -122,7 +122,7 @@ def test_fused_sums_on_a_neighbor_list_equal_xlas(dtype, tol, vector, species):
   disp, _ = neighbors.periodic_space(SIDE)
   make = (descriptors.vector_descriptors_neighbor_list if vector else descriptors.scalar_descriptors_neighbor_list)
   kw = dict(r_s=R_S, eta=100.0, r_cut=R_CUT, n_species=2 if species else None)
-  neighbor_fn, plain = make(disp, SIDE, **kw)
+  neighbor_fn, plain = make(disp, SIDE, sum_kernel="xla", **kw)
   pos = jnp.asarray(pos, dtype)
   nbrs = neighbor_fn.allocate(pos)
   sk = dict(species=jnp.asarray(sp)) if species else {}
@@ -133,6 +133,42 @@ def test_fused_sums_on_a_neighbor_list_equal_xlas(dtype, tol, vector, species):
     got = jax.jit(lambda p, nb: fused(p, nb, **sk))(pos, nbrs)
     assert got.shape == want.shape and got.dtype == want.dtype
     assert _max_rel(got, want) < tol, block
+
+
+def test_auto_takes_the_kernel_on_an_nvidia_gpu_only_where_it_was_measured(monkeypatch):
+  """"auto" (the default): the fused kernel on an NVIDIA GPU with a Dense list, one device and the full basis;
+  XLA's form on the CPU, with Sparse lists, over a mesh and with an asked-for band. Explicit names pass through."""
+  if jax.default_backend() == "cpu":
+    assert not kernels._default_device_is_cuda() and kernels.resolve_sum_kernel("auto") == "xla"
+  for cuda, want in ((True, "pallas"), (False, "xla")):
+    monkeypatch.setattr(kernels, "_default_device_is_cuda", lambda c=cuda: c)
+    assert kernels.resolve_sum_kernel("auto") == want
+    assert kernels.resolve_sum_kernel("auto", band=0) == want  # 0: the full basis
+    for kw in (dict(sparse=True), dict(mesh=True), dict(band=21)):
+      assert kernels.resolve_sum_kernel("auto", **kw) == "xla", kw
+    for name in ("xla", "pallas"):
+      assert kernels.resolve_sum_kernel(name, sparse=True, mesh=True) == name
+  with pytest.raises(ValueError, match="sum_kernel must be one of"):
+    kernels.resolve_sum_kernel("triton")
+
+
+@pytest.mark.parametrize("fmt", [partition.Dense, partition.Sparse], ids=["dense", "sparse"])
+def test_default_forces_trace_the_kernel_where_auto_chooses_it(monkeypatch, fmt):
+  """The library's default force function (direct and conservative) holds the fused kernel, forward and for the
+  gradient, when jax's default device is an NVIDIA GPU (mocked here) and the list is Dense, and only then."""
+  pos, _ = _system(40)
+  pos = jnp.asarray(pos, jnp.float32)
+  disp, _ = neighbors.periodic_space(SIDE)
+  nbrs = partition.neighbor_list(disp, SIDE, R_CUT, format=fmt).allocate(pos)
+  for cuda in (True, False):
+    monkeypatch.setattr(kernels, "_default_device_is_cuda", lambda c=cuda: c)
+    for model in (md_throughput.random_model("float32"), md_throughput.random_conservative_model("float32")):
+      jaxpr = str(jax.make_jaxpr(models.many_body_force_fn(model, disp))(pos, nbrs))
+      names = ("uenn_gaussian_sums_vjp",) if model.conservative else ()
+      want = cuda and fmt is partition.Dense
+      assert ("uenn_gaussian_sums" in jaxpr) == want, (cuda, model.forces)
+      for name in names:
+        assert (name in jaxpr) == want, (cuda, name)
 
 
 def test_fused_sums_are_rejected_on_sparse_lists():
@@ -164,7 +200,7 @@ def test_network_forces_and_conservative_forces_through_the_fused_sums_equal_xla
   nbrs = partition.neighbor_list(disp, box, R_CUT).allocate(pos)
   for model, tol in ((md_throughput.random_model("float64"), 1e-12),
                      (md_throughput.random_conservative_model("float64"), 1e-10)):
-    want = np.asarray(jax.jit(models.many_body_force_fn(model, disp))(pos, nbrs))
+    want = np.asarray(jax.jit(models.many_body_force_fn(model, disp, sum_kernel="xla"))(pos, nbrs))
     got = np.asarray(jax.jit(models.many_body_force_fn(model, disp, sum_kernel="pallas"))(pos, nbrs))
     assert np.max(np.abs(want)) > 1e-6
     assert _max_rel(got, want) < tol, model.forces

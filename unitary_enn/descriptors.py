@@ -679,26 +679,28 @@ def _narrow_width(m: int) -> int | None:
 
 
 def _check_sum_kernel(sum_kernel: str, format) -> None:
-  """A ValueError unless `sum_kernel` is one of `kernels.SUM_KERNELS` and, for "pallas", the list is Dense."""
+  """A ValueError unless `sum_kernel` is one of `kernels.SUM_KERNELS` and, for "pallas", the list is Dense
+  ("auto" chooses where the sums are traced: `kernels.resolve_sum_kernel`)."""
   kernels.check_sum_kernel(sum_kernel)
   if sum_kernel == "pallas" and partition.is_sparse(neighbor_format(format)):
     raise ValueError(f"sum_kernel='pallas' needs a Dense neighbor list, got format={format!r}; use sum_kernel='xla'")
 
 
 def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacement_fn, r_cut, cutoff, vector,
-                        block, band=None, precision=None, sum_kernel="xla"):
+                        block, band=None, precision=None, sum_kernel="auto"):
   """Sums over neighbours of eq. 33-35 terms for any jax-md format; `(N, [3,] S, K)` flattened to channels.
 
   Displacements are taken in the positions' dtype; the pair terms and sums in the dtype of `node_feat`.
   band: None = automatic (`_auto_band`), 0 = the full basis, or a width of at least `_band_width`.
   block: rows (Dense) or pairs (Sparse) per block; None = `_block_size` for the default device.
-  sum_kernel: "xla" or "pallas" (`kernels`: the full basis in one kernel, Dense lists only; the band is then
-  not used).
+  sum_kernel: "auto" (`kernels.resolve_sum_kernel`), "xla" or "pallas" (`kernels`: the full basis in one kernel,
+  Dense lists only; the band is then not used).
   """
   n = positions.shape[0]
   dtype = node_feat.dtype
   s, k = node_feat.shape[1], r_s.shape[0]
   _check_sum_kernel(sum_kernel, neighbor.format)
+  sum_kernel = kernels.resolve_sum_kernel(sum_kernel, sparse=partition.is_sparse(neighbor.format), band=band)
   kb = _band_option(band, r_s, eta, dtype, sum_kernel)
   out_shape = (n, 3, s * k) if vector else (n, s * k)
   pair_cost = (kb or k) * s * (3 if vector else 1)  # numbers per pair in the largest intermediate
@@ -766,13 +768,13 @@ def _neighbor_list_sums(positions, neighbor, node_feat, r_s, eta, *, displacemen
 
 
 def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, species=None, n_species=None,
-                   sum_kernel="xla"):
+                   sum_kernel="auto"):
   """`descriptor_fn(positions, neighbor, *, species, node_features, dtype)`: the sums of eq. 34 / 51 on a list.
 
   `dtype` (default: the positions') is that of the Gaussian sums; displacements are always taken in the
   positions' precision. With `rows` `(R,)` (global atom indices), `neighbor` is the idx `(R, M)` of those rows of
-  a Dense list and only their sums are computed, `(R, [3,] S * K)`. sum_kernel: "xla" or "pallas" (`kernels`),
-  checked by the callers.
+  a Dense list and only their sums are computed, `(R, [3,] S * K)`: one device's rows under a mesh, where "auto"
+  is XLA's form. sum_kernel: "auto", "xla" or "pallas" (`kernels`), checked by the callers.
   """
   def descriptor_fn(positions: Array, neighbor, *, species=species, node_features=None, dtype=None,
                     precision=None, rows=None) -> Array:
@@ -785,10 +787,10 @@ def _descriptor_fn(displacement_fn, r_s, eta, r_cut, cutoff_fn, vector, block, s
                                  cutoff=cutoff_fn, vector=vector, block=block, precision=precision,
                                  sum_kernel=sum_kernel)
     # Some rows only: `neighbor` is those rows of a Dense list's idx, `(R, M)` (`parallel.shard_rows`).
+    kernel = kernels.resolve_sum_kernel(sum_kernel, mesh=True)
     sums = _dense_row_sums(positions, neighbor, rows, v, r_s_, eta_, displacement_fn=displacement_fn, r_cut=r_cut,
                            cutoff=cutoff_fn, vector=vector, block=block,
-                           band=_band_option(None, r_s_, eta_, dtype, sum_kernel),
-                           precision=precision, sum_kernel=sum_kernel)
+                           band=_band_option(None, r_s_, eta_, dtype, kernel), precision=precision, sum_kernel=kernel)
     return sums.reshape(sums.shape[:-2] + (-1,))
   return descriptor_fn
 
@@ -808,7 +810,7 @@ def vector_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[floa
                                      cutoff: str | CutoffFn = "cosine", species=None,
                                      n_species: int | None = None, format=partition.Dense,
                                      dr_threshold: float = 0.0, capacity_multiplier: float = 1.25,
-                                     block: int | None = None, sum_kernel: str = "xla", **neighbor_kwargs):
+                                     block: int | None = None, sum_kernel: str = "auto", **neighbor_kwargs):
   """Vector descriptors (eq. 51) on a jax-md neighbor list, in the style of `energy.*_neighbor_list`.
 
   Args:
@@ -818,8 +820,9 @@ def vector_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[floa
     format: `partition.Dense`, `partition.Sparse` or `partition.OrderedSparse`.
     dr_threshold, capacity_multiplier, **neighbor_kwargs: passed to `partition.neighbor_list`.
     block: rows (Dense) or pairs (Sparse) per block of the sum (default: automatic).
-    sum_kernel: "xla" (the default: the Gaussians, then a product) or "pallas" (one GPU kernel that keeps the
-      Gaussians in registers, `unitary_enn.kernels`; Dense lists; interpreted on the CPU, 2-4x slower there).
+    sum_kernel: "auto" (the default: "pallas" on an NVIDIA GPU with a Dense list, else "xla";
+      `kernels.resolve_sum_kernel`), "xla" (the Gaussians, then a product) or "pallas" (one GPU kernel that keeps
+      the Gaussians in registers, `unitary_enn.kernels`; Dense lists; interpreted on the CPU, 2-4x slower there).
 
   Returns:
     (neighbor_fn, descriptor_fn). `neighbor_fn.allocate(positions)` outside jit, `neighbor.update(positions)`
@@ -837,7 +840,7 @@ def scalar_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[floa
                                      cutoff: str | CutoffFn = "cosine", species=None,
                                      n_species: int | None = None, format=partition.Dense,
                                      dr_threshold: float = 0.0, capacity_multiplier: float = 1.25,
-                                     block: int | None = None, sum_kernel: str = "xla", **neighbor_kwargs):
+                                     block: int | None = None, sum_kernel: str = "auto", **neighbor_kwargs):
   """Scalar descriptors (eq. 34) on a jax-md neighbor list; as `vector_descriptors_neighbor_list`, `(N, S*K)`."""
   return _descriptors_neighbor_list(displacement_fn, box, r_s, eta, r_cut, cutoff, species, n_species, format,
                                     dr_threshold, capacity_multiplier, block, False, neighbor_kwargs, sum_kernel)
@@ -846,7 +849,7 @@ def scalar_descriptors_neighbor_list(displacement_fn, box, *, r_s: Sequence[floa
 def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Sequence[float], eta: float,
                      r_cut: float, cutoff: str | CutoffFn = "cosine", kind: str = "vector",
                      n_species: int | None = None, format=partition.Dense, capacity_multiplier: float = 1.25,
-                     block: int | None = None, dtype=None, sum_kernel: str = "xla") -> Callable:
+                     block: int | None = None, dtype=None, sum_kernel: str = "auto") -> Callable:
   """`model(positions, box=None, *, species=None) = apply_fn(descriptors)` on checked jax-md neighbor lists.
 
   Args:
@@ -856,7 +859,7 @@ def descriptor_model(apply_fn: Callable[[Array], Any] | None = None, *, r_s: Seq
     n_species: number of species when `species` is passed at call time (default 1).
     format, capacity_multiplier: of the jax-md neighbor list.
     dtype: of the descriptor sums, as in `vector_descriptors_neighbor_list` (default: the positions').
-    sum_kernel: "xla" or "pallas", as in `vector_descriptors_neighbor_list`.
+    sum_kernel: "auto", "xla" or "pallas", as in `vector_descriptors_neighbor_list`.
 
   Returns:
     `model(positions (N, 3) A, box=None, *, species=None)`; see `neighbor_list_model` for the guarantees.

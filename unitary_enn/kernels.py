@@ -13,9 +13,10 @@ conservative model's force).
 
 It runs where Pallas lowers to Triton (NVIDIA and AMD GPUs) and, interpreted, on the CPU, where it is 2-3x slower
 than XLA's form and only there to test it. `descriptors` selects it with `sum_kernel="pallas"` (Dense neighbor
-lists); the default stays XLA's product until a GPU run shows the kernel pays (`benchmarks.descriptor_sum
---pallas_rows=16,32,64,128`, `benchmarks.md_throughput --drivers=network,network_pallas`). It computes in the
-dtype's own arithmetic, which is full float32 for float32, whatever `precision` asks of XLA's products.
+lists), and by default (`sum_kernel="auto"`, `resolve_sum_kernel`) on an NVIDIA GPU, where it was measured to pay
+(`benchmarks.descriptor_sum --pallas_rows=16,32,64`, `benchmarks.md_throughput --drivers=network_xla,network_pallas`).
+It computes in the dtype's own arithmetic, which is full float32 for float32, whatever `precision` asks of XLA's
+products.
 
 Triton needs every array in a kernel to have a power-of-two size. The atoms are padded to a multiple of `ROWS`;
 the centres are split into power-of-two pieces of at least `MIN_PIECE` (73 centres: 64 + 16, 7 padded), each with
@@ -35,7 +36,7 @@ ROWS = 32  # atoms per program: `(ROWS,)` rows of coalesced loads, `(K, ROWS)` a
 NUM_WARPS = None  # warps per program; None: max(4, ROWS // 16), about 60-120 accumulator registers per thread
 NUM_STAGES = 1  # Triton's software pipelining of the loop over neighbour columns (1: none)
 MIN_PIECE = 16  # smallest piece of the centres (Triton's minimum useful tile)
-SUM_KERNELS = ("xla", "pallas")
+SUM_KERNELS = ("auto", "xla", "pallas")
 
 
 def check_sum_kernel(sum_kernel: str) -> str:
@@ -43,6 +44,30 @@ def check_sum_kernel(sum_kernel: str) -> str:
   if sum_kernel not in SUM_KERNELS:
     raise ValueError(f"sum_kernel must be one of {SUM_KERNELS}, got {sum_kernel!r}")
   return sum_kernel
+
+
+def _default_device_is_cuda() -> bool:
+  """Whether jax's default device is an NVIDIA GPU (where the kernel was measured; not ROCm, not a TPU); a
+  `jax.default_device` setting counts, so that work a user puts on the CPU of a GPU machine stays XLA's."""
+  device = jax.config.jax_default_device or jax.devices()[0]
+  if isinstance(device, str):
+    device = jax.devices(device)[0]
+  return device.platform == "gpu" and "cuda" in str(getattr(device.client, "platform_version", "")).lower()
+
+
+def resolve_sum_kernel(sum_kernel: str, *, sparse: bool = False, mesh: bool = False, band=None) -> str:
+  """The form of the descriptor sums that runs: "xla" or "pallas".
+
+  "auto" (the library's default) is "pallas" where it was measured to pay, on an NVIDIA GPU as jax's default
+  device, with a Dense neighbor list, one device and the full basis (band None or 0: on the H200 the banded sum
+  was 1.5x slower than the full one); else "xla". On the H200, 1M atoms of argon: the sums 1.38x faster, network
+  MD 1.20x, conservative MD 1.30x (benchmarks/RESULTS.md, "GPU: one H200"). On the CPU it is always "xla": the
+  kernel runs there only interpreted, for the tests. An explicit "xla" or "pallas" is returned as given (the
+  callers refuse "pallas" with a Sparse list or a mesh).
+  """
+  if check_sum_kernel(sum_kernel) != "auto":
+    return sum_kernel
+  return "pallas" if not (sparse or mesh or band) and _default_device_is_cuda() else "xla"
 
 
 def centre_pieces(k: int, min_piece: int = MIN_PIECE) -> tuple[int, ...]:

@@ -521,7 +521,7 @@ def model_energy_fn(model: Model | str, *, dtype=None, precision=None) -> Callab
                              eps=model.eps, precision=precision)
 
 
-def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, precision=None, sum_kernel="xla"):
+def _many_body_parts(model: Model, displacement_fn, block, descriptor_dtype, precision=None, sum_kernel="auto"):
   """(params, dtype, descriptors_of(positions, neighbor, rows=None) -> standardized `(N, 3 [+ 1], K)` network
   inputs; with `rows`, `neighbor` is those rows of a Dense list's idx and the inputs are theirs, `(R, ...)`)."""
   params = jax.tree.map(jnp.asarray, model.params)
@@ -553,7 +553,7 @@ def _check_sum_kernel(sum_kernel: str, mesh) -> None:
 
 
 def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
-                        precision=None, per_atom: bool = False, mesh=None, sum_kernel: str = "xla"):
+                        precision=None, per_atom: bool = False, mesh=None, sum_kernel: str = "auto"):
   """The energy of a conservative many-atom model on a jax-md neighbor list: E = sum_i e(D_i) (Sec. 3.5-3.6).
 
   e(D_i) = s_E e_std(D_i / s_D) + e_0: vector descriptors (eq. 51; with `model.scalar_features`, the scalar ones of
@@ -595,7 +595,7 @@ def many_body_energy_fn(model: Model | str, displacement_fn, *, block: int | Non
 
 def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None = None, descriptor_dtype=None,
                        precision=None, mesh=None, species=None, network_block: int | str | None = "auto",
-                       sum_kernel: str = "xla"):
+                       sum_kernel: str = "auto"):
   """The trained Sec. 4.5 force network (vector descriptors eq. 51 -> ENN -> force) on a jax-md neighbor list.
 
   For a conservative model the force is -grad of `many_body_energy_fn` with respect to the positions (through the
@@ -618,9 +618,10 @@ def many_body_force_fn(model: Model | str, displacement_fn, *, block: int | None
     network_block: atoms per block of the (direct) network: "auto" (`network.network_block`: cache-sized on CPU,
       all at once on GPU/TPU), None (all at once) or a number (`network.apply_uenn`'s block). Same forces to
       rounding.
-    sum_kernel: how the descriptor sums are computed: "xla" (the Gaussians, then a product) or "pallas" (one GPU
-      kernel, `unitary_enn.kernels`; Dense lists, no mesh; interpreted, and slower, on the CPU). Same forces to
-      rounding.
+    sum_kernel: how the descriptor sums are computed: "auto" (the default: "pallas" on an NVIDIA GPU with a
+      Dense list and no mesh, else "xla"; `kernels.resolve_sum_kernel`), "xla" (the Gaussians, then a product) or
+      "pallas" (one GPU kernel, `unitary_enn.kernels`; Dense lists, no mesh; interpreted, and slower, on the
+      CPU). Same forces to rounding.
 
   Returns:
     `force_fn(positions (N, 3) A, neighbor, species=<default>, **unused) -> (N, 3)` eV/A in the positions'

@@ -55,9 +55,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.xyz_every = 200  # extended XYZ frames every this many steps (a multiple of record_every); 0 = none
   c.format = "ordered_sparse"  # neighbor list of the analytical run
   c.network_format = "dense"  # neighbor list of the network run (descriptor sums)
-  # How the network runs compute the descriptor sums: "xla" or "pallas" (one fused GPU kernel, dense lists only;
-  # docs/decisions.md §18: opt-in until a GPU measures it; interpreted, and slower, on a CPU)
-  c.sum_kernel = "xla"
+  # How the network runs compute the descriptor sums: "auto" (the fused kernel on an NVIDIA GPU with a dense
+  # list, else XLA's form), "xla" or "pallas" (one fused GPU kernel, dense lists only; docs/decisions.md §18;
+  # interpreted, and slower, on a CPU)
+  c.sum_kernel = "auto"
   c.dr_threshold = 1.0  # A, neighbor-list skin
   c.capacity_multiplier = 1.25
 
