@@ -9,8 +9,9 @@
 #   STAGES=fourmd bash benchmarks/accelerator.sh        # four-atom MD, :accurate model (not in the default set)
 #
 # Stages: info (python -m unitary_enn.info --json); tests (the whole suite, junit XML and log); md
-# (benchmarks.md_throughput at 4,000 / 32,000 / 256,000 / 1,000,188 atoms: the direct network with XLA's and with
-# the fused Pallas descriptor sums, the conservative network and lj/cut in the same run); sums
+# (benchmarks.md_throughput at 4,000 / 32,000 / 256,000 / 1,000,188 atoms: the direct network with the default
+# descriptor sums (the fused Pallas kernel on an NVIDIA GPU) and with XLA's, the same for the conservative network,
+# and lj/cut in the same run); sums
 # (benchmarks.descriptor_sum at 32,000 and 1,000,188 atoms: the descriptor sum alone and with the network, plain,
 # banded and fused in one Pallas kernel with 16 / 32 / 64 / 128 atoms a program (and 2 pipelining stages at 32 and
 # 64), and block budgets of 2^26 / 2^28 / 2^30 numbers); training (benchmarks.training_throughput at batches up to
@@ -22,8 +23,8 @@
 # model of FOURMD_TRAIN, default accurate, trained first, in $out/four_body_md_accurate). A failed stage is reported
 # and the next one still runs; the exit status is that of the first failure.
 #
-# Sizes for a short lease: MD_CELLS (default 10,20,40,63) and MD_DRIVERS (default lj_cut,network,network_pallas,
-# network_sharded,conservative) choose the md stage's sizes and drivers; SUM_CELLS (default 20,63) and PALLAS_ROWS
+# Sizes for a short lease: MD_CELLS (default 10,20,40,63) and MD_DRIVERS (default lj_cut,network,network_xla,
+# network_sharded,conservative,conservative_xla) choose the md stage's sizes and drivers; SUM_CELLS (default 20,63) and PALLAS_ROWS
 # (default 16,32,64,128,32x2,64x2: atoms a program [x pipelining stages]) the sums stage's. PYTEST_ARGS is added to
 # the tests stage's pytest (e.g. "-n 14" where pytest-xdist is installed). STAGE_TIMEOUT (seconds, default none)
 # stops any one stage that runs longer, with its log kept, so that the next stage still runs.
@@ -54,7 +55,7 @@ for stage in $stages; do
     # shellcheck disable=SC2086  # PYTEST_ARGS is split into words on purpose
     tests) run tests python -m pytest -q -p no:cacheprovider ${PYTEST_ARGS:-} --junitxml="$out/tests.xml" ;;
     md) run md python -m benchmarks.md_throughput --cells="${MD_CELLS:-10,20,40,63}" --steps=20 --repeats=3 \
-          --drivers="${MD_DRIVERS:-lj_cut,network,network_pallas,network_sharded,conservative}" --out="$out/md_throughput.json" ;;
+          --drivers="${MD_DRIVERS:-lj_cut,network,network_xla,network_sharded,conservative,conservative_xla}" --out="$out/md_throughput.json" ;;
     sums) run sums python -m benchmarks.descriptor_sum --cells="${SUM_CELLS:-20,63}" --budgets=26,28,30 \
             --pallas_rows="${PALLAS_ROWS:-16,32,64,128,32x2,64x2}" --out="$out/descriptor_sum.json" ;;
     training) run training python -m benchmarks.training_throughput --batch_sizes=256,4096,65536 \

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# What a 15-minute GPU lease runs, in one call of about 575 s (through the device tool's `.device/on-gpu.sh`,
+# which sets $OUT). Two phases:
+#  1. the timings, on a quiet GPU: network MD beside lj/cut at 1M atoms (benchmarks.md_throughput: XLA's
+#     descriptor sums and the fused Pallas kernel, direct and conservative; a driver that fails is reported and
+#     the others still run), then the descriptor sums alone and with the network at 1M atoms
+#     (benchmarks.descriptor_sum: plain, banded, and fused with 32 / 64 / 128 atoms a program);
+#  2. in the time left, side by side: the whole test suite with jax's defaults (-v, so that a run cut short still
+#     says which tests passed), experiments.cross_md :paper with the many_body model carried in $CROSS_MODEL
+#     (its timings then are on a shared GPU) and experiments.four_body_md with the :accurate model trained there.
+# Logs, JSON and a tarball of everything but trajectories and checkpoints go to $OUT; a summary is printed last.
+#
+#   bash .device/on-gpu.sh bash benchmarks/gpu_lease.sh          # on the device machine
+#   OUT=/tmp/out LEASE_S=120 WORKERS=2 MD_CELLS=5 SUM_CELLS=5 PALLAS_ROWS=32 CROSS_CONFIG=tiny FOURMD_TRAIN=tiny \
+#     CROSS_MODEL=/tmp/mb bash benchmarks/gpu_lease.sh           # a dry run on a CPU (interpreted kernels)
+set -u
+out=${OUT:?set OUT to the folder whose files come back}
+O=/tmp/lease; T0=$SECONDS; budget=${LEASE_S:-575}
+mkdir -p "$O"
+left() { echo $(( budget - (SECONDS - T0) )); }
+quiet() { grep -v "^I1\|^W1\|Warning\|warnings.warn" "$@"; }
+nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.max.sm --format=csv > "$O/nvidia-smi.csv" 2>&1
+echo "${LEASE_COMMIT:-unknown}" > "$O/commit.txt"
+STAGES=info bash benchmarks/accelerator.sh "$O" > /dev/null 2>&1
+
+echo "== 1. md at ${MD_CELLS:-63} cells ($(left) s left)"
+timeout "${MD_T:-160}" python -m benchmarks.md_throughput --cells="${MD_CELLS:-63}" --steps=20 --repeats=3 \
+  --drivers="${MD_DRIVERS:-lj_cut,network,conservative,network_pallas,conservative_pallas}" \
+  --out="$O/md_throughput.json" > "$O/md.log" 2>&1
+echo "md exit $?"; grep "md_throughput:" "$O/md.log"
+echo "== 1. sums at ${SUM_CELLS:-63} cells ($(left) s left)"
+timeout "${SUM_T:-130}" python -m benchmarks.descriptor_sum --cells="${SUM_CELLS:-63}" --repeats=3 \
+  --pallas_rows="${PALLAS_ROWS:-32,64,128}" --out="$O/descriptor_sum.json" > "$O/sums.log" 2>&1
+echo "sums exit $?"; grep "descriptor_sum:" "$O/sums.log"
+
+t=$(( $(left) - 20 )); echo "== 2. suite, cross_md :${CROSS_CONFIG:-paper}, four_body_md :${FOURMD_TRAIN:-accurate} ($t s)"
+if [ "$t" -gt 30 ]; then
+  timeout "$t" python -m experiments.cross_md --config="experiments/configs/cross_md.py:${CROSS_CONFIG:-paper}" \
+    --train_workdir="${CROSS_MODEL:-.device/mb_model}" --workdir="$O/cross_md" > "$O/cross_md.log" 2>&1 &
+  timeout "$t" python -m experiments.four_body_md --config.train_config="${FOURMD_TRAIN:-accurate}" \
+    --workdir="$O/four_body_md" > "$O/four_body_md.log" 2>&1 &
+  timeout "$t" python -m pytest -v -p no:cacheprovider -n "${WORKERS:-12}" --tb=short -rfE \
+    --junitxml="$O/tests.xml" > "$O/tests.log" 2>&1
+  echo "suite exit $?"
+  wait
+fi
+tar czf "$out/lease.tgz" --exclude=trajectories --exclude=checkpoints --exclude='*.msgpack' --exclude=trajectories.npz -C /tmp lease
+cp "$O"/*.json "$out/" 2>/dev/null
+echo "== summary"
+grep -c "PASSED" "$O/tests.log" 2>/dev/null | sed 's/^/tests PASSED lines: /'
+grep -h "FAILED\|ERROR\|passed\|failed" "$O/tests.log" 2>/dev/null | grep -v "^\[gw[0-9]*\] \[ *[0-9]*%\] PASSED" | tail -30
+quiet "$O/cross_md.log" 2>/dev/null | grep "cross_md:\|thermalize: step\|md\[" | tail -12
+quiet "$O/four_body_md.log" 2>/dev/null | tail -8
+echo "lease: done after $((SECONDS - T0)) s"
