@@ -7,6 +7,7 @@ roofline fraction of the network's force evaluation, all from one run.
   python -m benchmarks.md_throughput --model=workdirs/many_body       # a trained many_body model
   python -m benchmarks.md_throughput --drivers=network,network_whole  # the network in blocks or all at once
   python -m benchmarks.md_throughput --cells=20,63 --drivers=lj_cut,network_xla,network_pallas   # a GPU: the sums' forms
+  python -m benchmarks.md_throughput --cells=63 --drivers=lj_cut,network --profile=20   # where a step's time goes
 
 Both drivers run jax-md's velocity Verlet (`simulate.nve`, 1 fs) on the same thermalized-at-60 K crystal of
 n^3 FCC cells (4 n^3 atoms, a = 5.24411 A), with the neighbor list updated in the same jitted chunk as the step,
@@ -53,6 +54,9 @@ def define_flags() -> None:
   flags.DEFINE_float("temperature", 60.0, "K, of the initial momenta and the jittered lattice.")
   flags.DEFINE_string("conservative_model", None, "A conservative many_body workdir; default: random weights, "
                       "paper sizes with 16 output vectors and a 32-wide energy head.")
+  flags.DEFINE_integer("profile", 0, "With N > 0: one more chunk of each driver under jax's profiler, and the N "
+                       "ops that take the most time per step, named by their jax operation and source line "
+                       "(benchmarks.profile), printed and in the JSON.")
   flags.DEFINE_list("drivers", ["lj_cut", "network", "conservative"],
                     "Which force fields to time: lj_cut, network, conservative (F = -grad E on the same layers), "
                     "network_sharded (the network with the atoms' rows over every device jax sees, "
@@ -138,8 +142,9 @@ def fcc_state(n_cells: int, dtype, temperature: float, seed: int = 0):
 
 
 def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_threshold: float,
-            capacity_multiplier: float, temperature: float) -> dict:
-  """Median seconds per step of velocity Verlet with a neighbor list updated inside the jitted chunk."""
+            capacity_multiplier: float, temperature: float, profile_top: int = 0) -> dict:
+  """Median seconds per step of velocity Verlet with a neighbor list updated inside the jitted chunk; with
+  `profile_top`, also the ops that take the most time in one more chunk (`benchmarks.profile`), per step."""
   import jax
   import jax.numpy as jnp
   from jax_md import partition, quantity, simulate
@@ -179,6 +184,14 @@ def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_
   run()
   t_compile = time.perf_counter() - t0
   t = time_fn(run, repeats=repeats, min_time=0.0)
+  ops = None
+  if profile_top:
+    from benchmarks import profile
+    try:
+      ops = profile.profile_ops(run, compiled_text=chunk.lower(*carry).compile().as_text(), per=steps,
+                                top=profile_top)
+    except Exception as e:  # noqa: BLE001 -- a profiler that cannot trace here costs the profile, not the timing
+      ops = dict(failed=f"{type(e).__name__}: {e}"[:2000])
   s, n = carry
   temp = float(quantity.temperature(momentum=s.momentum, mass=constants.ARGON_MASS) / constants.KB)
   if not math.isfinite(temp):
@@ -190,7 +203,8 @@ def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_
     pairs = int(jnp.sum(idx < positions.shape[0]))
   return dict(s_per_step=t["median_s"] / steps, timing=t, steps_per_chunk=steps,
               first_chunk_s=t_compile, allocate_s=t_alloc, neighbor_capacity=list(idx.shape),
-              listed_pairs_per_atom=pairs / positions.shape[0], final_temperature_k=temp)
+              listed_pairs_per_atom=pairs / positions.shape[0], final_temperature_k=temp,
+              **({"profile": ops} if ops else {}))
 
 
 def main(argv):
@@ -243,7 +257,7 @@ def main(argv):
       try:
         r = time_md(builders[name], positions, box, steps=FLAGS.steps, repeats=FLAGS.repeats, fmt=fmt,
                     dr_threshold=FLAGS.dr_threshold, capacity_multiplier=FLAGS.capacity_multiplier,
-                    temperature=FLAGS.temperature)
+                    temperature=FLAGS.temperature, profile_top=FLAGS.profile)
       except Exception as e:  # noqa: BLE001 -- one driver that fails to compile (a new kernel) must not stop the rest
         if len(FLAGS.drivers) == 1:
           raise
@@ -255,6 +269,11 @@ def main(argv):
       row[name] = r
       print(f"md_throughput: {row['n_atoms']:>7,} atoms  {name:19s} {r['s_per_step'] * 1e3:9.1f} ms/step  "
             f"{r['atom_steps_per_s']:>12,.0f} atom-steps/s", flush=True)
+      if "profile" in r:
+        from benchmarks import profile
+        print("md_throughput: per step, one more chunk under jax's profiler:\n"
+              + (f"  failed: {r['profile']['failed'][:300]}" if "failed" in r["profile"]
+                 else profile.format_ops(r["profile"])), flush=True)
     if "network" in row:
       # Pairs inside the cutoff: what the descriptor sum needs (the list also holds the skin and padding).
       pairs_in_cut = 4.0 / 3.0 * math.pi * R_CUT**3 * row["n_atoms"] / box**3

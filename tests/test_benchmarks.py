@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import unitary_enn as uenn
-from benchmarks import common, md_throughput, time_to_accuracy
+from benchmarks import common, md_throughput, profile, time_to_accuracy
 from unitary_enn import models, neighbors, potentials, structures
 
 
@@ -66,6 +66,41 @@ def test_md_timing_lists_every_neighbour_within_the_cutoff():
     assert out["listed_pairs_per_atom"] >= in_cutoff
     assert out["neighbor_capacity"][0] == len(positions)
   assert in_cutoff == 134  # the FCC shells of argon inside 10 A: 12 + 6 + 24 + 12 + 24 + 8 + 48
+
+
+def test_op_self_times_subtract_nested_ops_and_prefer_the_device_timeline():
+  """A while loop of 10 us holding ops of 3 and 4 us on one host thread: self times 3 / 3 / 4 us. With a device
+  process in the trace, only its events count, by hlo_op where they carry one, else by name."""
+  def x(pid, tid, ts, dur, name, op=True):
+    return dict(ph="X", pid=pid, tid=tid, ts=ts, dur=dur, name=name, args=dict(hlo_op=name) if op else {})
+  host = [dict(ph="M", name="process_name", pid=1, args=dict(name="/host:CPU")),
+          x(1, 7, 0.0, 10.0, "while"), x(1, 7, 1.0, 3.0, "a"), x(1, 7, 5.0, 4.0, "b"), x(1, 8, 2.0, 2.0, "a"),
+          x(1, 7, 20.0, 1.0, "PjitFunction(f)", op=False)]
+  got, where = profile.op_self_times(host)
+  assert where == "host"
+  assert got == pytest.approx({"while": 3e-6, "a": 5e-6, "b": 4e-6})
+  device = host + [dict(ph="M", name="process_name", pid=2, args=dict(name="/device:GPU:0")),
+                   x(2, 1, 0.0, 6.0, "fusion.1"), x(2, 1, 6.0, 2.0, "sm90_gemm_kernel", op=False)]
+  got, where = profile.op_self_times(device)
+  assert where == "device" and got == pytest.approx({"fusion.1": 6e-6, "sm90_gemm_kernel": 2e-6})
+
+
+def test_profile_names_the_op_that_takes_the_time():
+  """A 512^2 matmul beside an add of 512 numbers: the profile's first op is the product, named by its jax
+  operation, and the ops' time per call is positive and below the wall time of the run."""
+  import time
+  a = jnp.ones((512, 512))
+  f = jax.jit(lambda a: (a @ a @ a, a[0] + 1.0))
+  jax.block_until_ready(f(a))
+  calls = 3
+  t0 = time.perf_counter()
+  got = profile.profile_ops(lambda: [jax.block_until_ready(f(a)) for _ in range(calls)], per=calls,
+                            compiled_text=f.lower(a).compile().as_text(), top=3)
+  wall = time.perf_counter() - t0
+  assert got["where"] in ("host", "device")
+  assert 0 < got["total_s"] < wall / calls * 1.5 + 1e-3
+  assert "dot_general" in got["ops"][0]["op_name"] and got["ops"][0]["share"] > 0.5, got["ops"]
+  assert "ms" in profile.format_ops(got)
 
 
 def test_flops_of_the_descriptor_sum_grow_with_pairs_and_basis():
