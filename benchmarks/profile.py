@@ -10,6 +10,9 @@ body of a while loop on the CPU) are summed by op, and each op is named by the j
 (`op_name` and source line in the compiled HLO's metadata), so that a few lines say where the time goes without
 the trace itself (hundreds of MB at 1M atoms) leaving the machine. `benchmarks.md_throughput --profile` prints
 them for one chunk of MD steps of each driver.
+
+"device" in the result means the times are the GPU's own kernel times; "host" on a GPU means the profiler saw
+no device timeline (no CUPTI), and the host's op events then time launches, not kernels.
 """
 
 from __future__ import annotations
