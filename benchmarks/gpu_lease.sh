@@ -2,9 +2,9 @@
 # What a 15-minute GPU lease runs, in one call of about 575 s (through the device tool's `.device/on-gpu.sh`,
 # which sets $OUT). Two phases:
 #  1. the timings, on a quiet GPU: network MD beside lj/cut at 1M atoms (benchmarks.md_throughput: the default
-#     descriptor sums, the fused Pallas kernel on an NVIDIA GPU, and XLA's; a driver that fails is reported and
-#     the others still run; each driver's 25 costliest ops per step from one more chunk under jax's profiler,
-#     `--profile`), then the fused sum's parts at 1M atoms (benchmarks.descriptor_sum --parts: the pair
+#     descriptor sums, the fused Pallas kernel on an NVIDIA GPU, and XLA's; the network in TensorFloat-32; the
+#     conservative network; a driver that fails is reported and the others still run; each driver's 25 costliest
+#     ops per step from one more chunk under jax's profiler, `--profile`), then the fused sum's parts at 1M atoms (benchmarks.descriptor_sum --parts: the pair
 #     terms alone, the kernel alone, the whole sum, with 16 and 32 atoms a program);
 #  2. in the time left, the whole test suite with jax's defaults (-v, so that a run cut short still says which
 #     tests passed); with SIDE_RUNS=1, beside it (their timings then on a shared GPU), experiments.cross_md
@@ -27,12 +27,12 @@ echo "${LEASE_COMMIT:-unknown}" > "$O/commit.txt"
 STAGES=info bash benchmarks/accelerator.sh "$O" > /dev/null 2>&1
 
 echo "== 1. md at ${MD_CELLS:-63} cells ($(left) s left)"
-timeout "${MD_T:-220}" python -m benchmarks.md_throughput --cells="${MD_CELLS:-63}" --steps=20 --repeats=3 \
-  --drivers="${MD_DRIVERS:-lj_cut,network,network_xla,conservative}" --profile="${PROFILE_TOP:-25}" \
+timeout "${MD_T:-260}" python -m benchmarks.md_throughput --cells="${MD_CELLS:-63}" --steps=20 --repeats=3 \
+  --drivers="${MD_DRIVERS:-lj_cut,network,network_xla,network_tf32,conservative}" --profile="${PROFILE_TOP:-25}" \
   --out="$O/md_throughput.json" > "$O/md.log" 2>&1
 echo "md exit $?"; grep "md_throughput:" "$O/md.log"
 echo "== 1. sums at ${SUM_CELLS:-63} cells ($(left) s left)"
-timeout "${SUM_T:-100}" python -m benchmarks.descriptor_sum --cells="${SUM_CELLS:-63}" --repeats=3 --parts \
+timeout "${SUM_T:-90}" python -m benchmarks.descriptor_sum --cells="${SUM_CELLS:-63}" --repeats=3 --parts \
   --network=false --pallas_rows="${PALLAS_ROWS:-16,32}" --out="$O/descriptor_sum.json" > "$O/sums.log" 2>&1
 echo "sums exit $?"; grep "descriptor_sum:" "$O/sums.log"
 

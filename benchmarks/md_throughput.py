@@ -64,7 +64,8 @@ def define_flags() -> None:
                     "network on all atoms at once instead of cache-sized blocks, `network.network_block`); "
                     "network_xla, network_pallas, conservative_xla, conservative_pallas (the descriptor sums in "
                     "XLA's form or the fused kernel; network and conservative take the default, sum_kernel "
-                    "'auto': the kernel on an NVIDIA GPU, XLA's form elsewhere).")
+                    "'auto': the kernel on an NVIDIA GPU, XLA's form elsewhere); network_tf32, network_bf16 (the "
+                    "network's products at that precision instead of full float32).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/md_throughput.json).")
 
 R_CUT = 10.0
@@ -236,6 +237,10 @@ def main(argv):
   builders["network_sharded"] = functools.partial(builders["network"], mesh=parallel.device_mesh())
   builders["network_whole"] = functools.partial(builders["network"], network_block=None)
   # The descriptor sums in one fused kernel (unitary_enn.kernels; Triton on a GPU, interpreted and slower on a CPU)
+  # The network's products in a faster mode (`layers.PRECISIONS`; on an NVIDIA GPU: TensorFloat-32, or bfloat16
+  # inputs with float32 accumulation; on a CPU they change nothing)
+  for mode in ("tf32", "bf16"):
+    builders[f"network_{mode}"] = functools.partial(builders["network"], precision=mode)
   for kernel in ("xla", "pallas"):
     builders[f"network_{kernel}"] = functools.partial(builders["network"], sum_kernel=kernel)
     builders[f"conservative_{kernel}"] = functools.partial(builders["conservative"], sum_kernel=kernel)
@@ -285,6 +290,11 @@ def main(argv):
       row["sharded_over_network"] = row["network_sharded"]["s_per_step"] / row["network"]["s_per_step"]
       print(f"md_throughput: sharded over {jax.device_count()} device(s) / one device time per step = "
             f"{row['sharded_over_network']:.3f}", flush=True)
+    for mode in ("tf32", "bf16"):
+      if "network" in row and f"network_{mode}" in row:
+        row[f"network_{mode}_over_network"] = row[f"network_{mode}"]["s_per_step"] / row["network"]["s_per_step"]
+        print(f"md_throughput: network_{mode} / network time per step = {row[f'network_{mode}_over_network']:.3f}",
+              flush=True)
     if "network" in row and "network_whole" in row:
       row["network_whole_over_network"] = row["network_whole"]["s_per_step"] / row["network"]["s_per_step"]
       print(f"md_throughput: network run on all atoms at once / in blocks (the default) time per step = "
