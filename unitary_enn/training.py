@@ -349,11 +349,17 @@ def train(loss_fn: Callable,
   last_good, last_good_step = params, step
   chunk = run_chunk
   if scan and mesh is None and steps - step >= eval_every:
-    # The chunk is compiled before the clock starts, so that the history's `time` (and benchmarks/time_to_accuracy)
-    # counts training, not compilation: on an H200 compiling took 34 of the first chunk's 36 s.
+    # The chunk and the evaluation are compiled before the clock starts, so that the history's `time` (and
+    # benchmarks/time_to_accuracy) counts training, not compilation: on an H200 compiling the chunk took 34 of
+    # the first chunk's 36 s, and with the chunk compiled first, the evaluation's compilation (new matmul shapes,
+    # autotuned again) still took ~37 s of the first chunk's 42 s (benchmarks/results/gpu_h200_2026-11-30b/).
     t_compile = time.time()
     chunk = run_chunk.lower((params, opt_state, bad, last_good), jax.random.split(key)[1]).compile()
-    log(f"compiled a chunk of {eval_every} steps in {time.time() - t_compile:.1f} s")
+    t_eval = time.time()
+    for x_eval, y_eval in [(x_val, y_val)] + list(monitor.values()):
+      batched_loss(eval_loss, params, x_eval, y_eval)  # pure: the same losses are computed again below
+    log(f"compiled a chunk of {eval_every} steps in {t_eval - t_compile:.1f} s and the evaluation in "
+        f"{time.time() - t_eval:.1f} s")
   t_start = time.time()
   t_prev = history[-1]["time"] if history else 0.0
   bad_evals = 0
