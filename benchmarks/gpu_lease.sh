@@ -9,7 +9,10 @@
 #  2. in the time left, the whole test suite with jax's defaults (-v, so that a run cut short still says which
 #     tests passed); with SIDE_RUNS=1, beside it (their timings then on a shared GPU), experiments.cross_md
 #     :paper with the many_body model carried in $CROSS_MODEL and experiments.four_body_md with the :accurate
-#     model trained there.
+#     model trained there. CROSS_ARGS adds flags to cross_md: lease 3's thermalization of the 500,000-atom
+#     crystal on an ordered_sparse list ran 7.4 steps/s on the shared GPU, so the next try is
+#     CROSS_ARGS="--config.thermalize_format=dense --config.format=dense" (Dense lists, which lj/cut ran at
+#     12.9 ms a step for 1M atoms).
 # Logs, JSON and a tarball of everything but trajectories and checkpoints go to $OUT; a summary is printed last.
 # The copy that ran in lease 3, with its earlier defaults: benchmarks/results/gpu_h200_2026-11-30b/lease3.sh.
 #
@@ -39,7 +42,7 @@ echo "sums exit $?"; grep "descriptor_sum:" "$O/sums.log"
 t=$(( $(left) - 20 )); echo "== 2. suite${SIDE_RUNS:+, cross_md :${CROSS_CONFIG:-paper}, four_body_md :${FOURMD_TRAIN:-accurate}} ($t s)"
 if [ "$t" -gt 30 ] && [ -n "${SIDE_RUNS:-}" ]; then
   timeout "$t" python -m experiments.cross_md --config="experiments/configs/cross_md.py:${CROSS_CONFIG:-paper}" \
-    --train_workdir="${CROSS_MODEL:-.device/mb_model}" --workdir="$O/cross_md" > "$O/cross_md.log" 2>&1 &
+    --train_workdir="${CROSS_MODEL:-.device/mb_model}" --workdir="$O/cross_md" ${CROSS_ARGS:-} > "$O/cross_md.log" 2>&1 &
   timeout "$t" python -m experiments.four_body_md --config.train_config="${FOURMD_TRAIN:-accurate}" \
     --workdir="$O/four_body_md" > "$O/four_body_md.log" 2>&1 &
 fi
