@@ -30,7 +30,8 @@ components, each alone and all three, against the defaults in the same run.
 never in memory) with that many atoms per program (ROWSxSTAGES: and that many stages of Triton's pipelining),
 alone and with the network, against the plain XLA sum of the same run, with their differences. It is compiled
 with Triton on a GPU; on the CPU it is interpreted, which only shows that it runs (2-3x slower than XLA's form).
-ROWSxSTAGESxWARPS also sets Triton's warps per program. --parts times the fused sum's two halves apart: the pair
+ROWSxSTAGESxWARPS also sets Triton's warps per program (0: the default), and ROWSxSTAGESxWARPSxCOLUMNS the
+neighbour columns the kernel's loop takes an iteration (`kernels.COLUMNS`). --parts times the fused sum's two halves apart: the pair
 terms (distances and weights, XLA) alone, and the kernel alone on them.
 """
 
@@ -54,8 +55,9 @@ def define_flags() -> None:
                     "periodic displacement (mod), a jnp.cos cutoff, the cutoff weight on the Gaussians.")
   flags.DEFINE_list("bands", [], "Band widths to time against the plain sum (default: the exact width).")
   flags.DEFINE_list("pallas_rows", [], "Atoms per program of the fused Pallas kernel to time (powers of two; "
-                    "ROWSxSTAGES also sets Triton's pipelining stages, ROWSxSTAGESxWARPS its warps per program; "
-                    "none by default).")
+                    "ROWSxSTAGES also sets Triton's pipelining stages, ROWSxSTAGESxWARPS its warps per program "
+                    "(0: the default), ROWSxSTAGESxWARPSxCOLUMNS the neighbour columns an iteration; none by "
+                    "default).")
   flags.DEFINE_bool("parts", False, "With --pallas_rows: also time the fused sum's parts apart, the pair terms "
                     "alone (XLA: distances and weights from the positions and the list) and the kernel alone on "
                     "them, for each --pallas_rows.")
@@ -88,12 +90,13 @@ def row_sums_cutoff_on_gaussians(r, fc, u, v, r_s, eta, band, vector, precision=
 
 
 def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, row_sums=None, sum_kernel="xla",
-           pallas_rows=None, pallas_stages=None, pallas_warps=None):
+           pallas_rows=None, pallas_stages=None, pallas_warps=None, pallas_columns=None):
   """jit(positions, neighbor) -> `(N, 3, K)` float32 vector descriptors by `_neighbor_list_sums`.
 
   A band narrower than `descriptors._band_width` is forced (traced with `_band_width` patched to allow it).
   sum_kernel "pallas" runs the fused kernel, with `pallas_rows` atoms per program, `pallas_stages` stages of
-  pipelining and `pallas_warps` warps (`kernels.ROWS`, `kernels.NUM_STAGES`, `kernels.NUM_WARPS` patched).
+  pipelining, `pallas_warps` warps and `pallas_columns` neighbour columns an iteration (`kernels.ROWS`,
+  `kernels.NUM_STAGES`, `kernels.NUM_WARPS`, `kernels.COLUMNS` patched).
   """
   import contextlib
   from unittest import mock
@@ -122,6 +125,8 @@ def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, ro
       stack.enter_context(mock.patch.object(kernels, "NUM_STAGES", int(pallas_stages)))
     if pallas_warps:
       stack.enter_context(mock.patch.object(kernels, "NUM_WARPS", int(pallas_warps)))
+    if pallas_columns:
+      stack.enter_context(mock.patch.object(kernels, "COLUMNS", int(pallas_columns)))
     if forced:
       stack.enter_context(mock.patch.object(descriptors, "_band_width", lambda *a: band))
     if row_sums is not None:
@@ -160,12 +165,13 @@ def _jitted(f, patches):
 
 
 def pallas_variant(spec: str) -> dict:
-  """`--pallas_rows` entry ROWS[xSTAGES[xWARPS]] -> `sum_fn` keywords."""
+  """`--pallas_rows` entry ROWS[xSTAGES[xWARPS[xCOLUMNS]]] -> `sum_fn` keywords (WARPS 0: the default)."""
   parts = [int(x) for x in spec.split("x")]
-  if not 1 <= len(parts) <= 3:
-    raise ValueError(f"--pallas_rows entries are ROWS[xSTAGES[xWARPS]], got {spec!r}")
-  rows, stages, warps = parts[0], (parts[1] if len(parts) > 1 else 1), (parts[2] if len(parts) > 2 else None)
-  return dict(sum_kernel="pallas", pallas_rows=rows, pallas_stages=stages, pallas_warps=warps)
+  if not 1 <= len(parts) <= 4:
+    raise ValueError(f"--pallas_rows entries are ROWS[xSTAGES[xWARPS[xCOLUMNS]]], got {spec!r}")
+  parts += [1, 0, 1][len(parts) - 1:]
+  return dict(sum_kernel="pallas", pallas_rows=parts[0], pallas_stages=parts[1], pallas_warps=parts[2] or None,
+              pallas_columns=parts[3])
 
 
 def parts_fns(displacement, r_s, eta):
@@ -194,12 +200,13 @@ def parts_fns(displacement, r_s, eta):
     r, fc, u = descriptors._pair_terms(d, valid, R_CUT, descriptors.cosine_cutoff, True)
     return r, u * fc
 
-  def kernel(pallas_rows=None, pallas_stages=None, pallas_warps=None, **unused):
+  def kernel(pallas_rows=None, pallas_stages=None, pallas_warps=None, pallas_columns=None, **unused):
     jitted = jax.jit(lambda r, w: kernels.gaussian_sums(r, w, r_s, np.float32(eta)))
 
     def call(r, w):
       with contextlib.ExitStack() as stack:
-        for name, value in (("ROWS", pallas_rows), ("NUM_STAGES", pallas_stages), ("NUM_WARPS", pallas_warps)):
+        for name, value in (("ROWS", pallas_rows), ("NUM_STAGES", pallas_stages), ("NUM_WARPS", pallas_warps),
+                            ("COLUMNS", pallas_columns)):
           if value:
             stack.enter_context(mock.patch.object(kernels, name, int(value)))
         return jitted(r, w)
@@ -208,7 +215,7 @@ def parts_fns(displacement, r_s, eta):
 
 
 def force_fn(displacement, model, *, band, sum_kernel="xla", pallas_rows=None, pallas_stages=None,
-             pallas_warps=None):
+             pallas_warps=None, pallas_columns=None):
   """jit(positions, neighbor) -> `(N, 3)` eV/A: the descriptor sum then the network (in the cache-sized blocks of
   `network.network_block`), as models.many_body_force_fn."""
   import jax
@@ -222,7 +229,7 @@ def force_fn(displacement, model, *, band, sum_kernel="xla", pallas_rows=None, p
   out_scale = jnp.asarray(model.scales["targets"], dtype)
   sums = sum_fn(displacement, band=band, r_s=np.asarray(model.basis.r_s), eta=float(model.basis.eta),
                 sum_kernel=sum_kernel, pallas_rows=pallas_rows, pallas_stages=pallas_stages,
-                pallas_warps=pallas_warps)
+                pallas_warps=pallas_warps, pallas_columns=pallas_columns)
   block = network_block(model.sizes)
 
   def f(positions, neighbor):
@@ -388,7 +395,8 @@ def main(argv):
           if FLAGS.parts:
             b["kernel_alone"] = timed(kernel_alone(**kw), *pair_terms, repeats=FLAGS.repeats)
           line = (f"descriptor_sum:   pallas {pr}: {p_rows} rows a program, {p_stages} stage(s), "
-                  f"{kw['pallas_warps'] or 'default'} warps: sum {_ms(b['sum'])}  "
+                  f"{kw['pallas_warps'] or 'default'} warps, {kw['pallas_columns']} column(s) an iteration: "
+                  f"sum {_ms(b['sum'])}  "
                   + (f"kernel alone {_ms(b['kernel_alone'])}  " if FLAGS.parts else "") +
                   f"plain/fused {b['ratio']:.2f}; "
                   f"max rel. diff {b['max_relative_difference']:.1e}, per channel "

@@ -4,8 +4,10 @@
 #  1. the timings, on a quiet GPU: network MD beside lj/cut at 1M atoms (benchmarks.md_throughput: the default
 #     descriptor sums, the fused Pallas kernel on an NVIDIA GPU, and XLA's; the network in TensorFloat-32; the
 #     conservative network; a driver that fails is reported and the others still run; each driver's 25 costliest
-#     ops per step from one more chunk under jax's profiler, `--profile`), then the fused sum's parts at 1M atoms (benchmarks.descriptor_sum --parts: the pair
-#     terms alone, the kernel alone, the whole sum, with 16 and 32 atoms a program);
+#     ops per step from one more chunk under jax's profiler, `--profile`), then the fused sum's parts at 1M
+#     atoms (benchmarks.descriptor_sum --parts: the pair terms alone, the kernel alone, the whole sum: 32 atoms a
+#     program with 1, 2 or 4 neighbour columns an iteration (`kernels.COLUMNS`), 2 pipelining stages, and 16
+#     atoms with 2 columns);
 #  2. in the time left, the whole test suite with jax's defaults (-v, so that a run cut short still says which
 #     tests passed); with SIDE_RUNS=1, beside it (their timings then on a shared GPU), experiments.cross_md
 #     :paper with the many_body model carried in $CROSS_MODEL and experiments.four_body_md with the :accurate
@@ -30,13 +32,13 @@ echo "${LEASE_COMMIT:-unknown}" > "$O/commit.txt"
 STAGES=info bash benchmarks/accelerator.sh "$O" > /dev/null 2>&1
 
 echo "== 1. md at ${MD_CELLS:-63} cells ($(left) s left)"
-timeout "${MD_T:-260}" python -m benchmarks.md_throughput --cells="${MD_CELLS:-63}" --steps=20 --repeats=3 \
+timeout "${MD_T:-240}" python -m benchmarks.md_throughput --cells="${MD_CELLS:-63}" --steps=20 --repeats=3 \
   --drivers="${MD_DRIVERS:-lj_cut,network,network_xla,network_tf32,conservative}" --profile="${PROFILE_TOP:-25}" \
   --out="$O/md_throughput.json" > "$O/md.log" 2>&1
 echo "md exit $?"; grep "md_throughput:" "$O/md.log"
 echo "== 1. sums at ${SUM_CELLS:-63} cells ($(left) s left)"
-timeout "${SUM_T:-90}" python -m benchmarks.descriptor_sum --cells="${SUM_CELLS:-63}" --repeats=3 --parts \
-  --network=false --pallas_rows="${PALLAS_ROWS:-16,32}" --out="$O/descriptor_sum.json" > "$O/sums.log" 2>&1
+timeout "${SUM_T:-110}" python -m benchmarks.descriptor_sum --cells="${SUM_CELLS:-63}" --repeats=3 --parts \
+  --network=false --pallas_rows="${PALLAS_ROWS:-32,32x1x0x2,32x1x0x4,32x2,16x1x0x2}" --out="$O/descriptor_sum.json" > "$O/sums.log" 2>&1
 echo "sums exit $?"; grep "descriptor_sum:" "$O/sums.log"
 
 t=$(( $(left) - 20 )); echo "== 2. suite${SIDE_RUNS:+, cross_md :${CROSS_CONFIG:-paper}, four_body_md :${FOURMD_TRAIN:-accurate}} ($t s)"

@@ -60,6 +60,23 @@ def test_kernel_equals_an_independent_float64_formula(dtype, tol, b, m, c, k, pe
   assert _max_rel(out, _reference(r, wv, r_s, eta)) < tol
 
 
+@pytest.mark.parametrize("columns", [2, 3])
+def test_several_columns_an_iteration_give_the_same_sums(monkeypatch, columns):
+  """`kernels.COLUMNS` (a tuning knob): 37 columns in iterations of 2 or 3 (the last one padded) give the sums of
+  one column an iteration, whose additions they make in the same order, and the float64 formula's."""
+  r, wv, r_s, eta = _inputs(np.float32, (3, 50, 37), 50, 37, 73, False)
+  args = [jnp.asarray(a) for a in (r, wv, r_s, eta)]
+  want = kernels.gaussian_sums(*args)
+  monkeypatch.setattr(kernels, "COLUMNS", columns)
+  got = kernels.gaussian_sums(*args)
+  assert _max_rel(got, want) < 1e-6 and _max_rel(got, _reference(r, wv, r_s, eta)) < 1e-6
+  if jax.default_backend() == "cpu":  # the interpreter runs the additions as written
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  monkeypatch.setattr(kernels, "COLUMNS", 0)
+  with pytest.raises(ValueError, match="COLUMNS"):
+    kernels.gaussian_sums(*args)
+
+
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-6), (np.float64, 1e-13)])
 @pytest.mark.parametrize("b,m,c,k,per_centre_eta", [(50, 37, 3, 73, False), (33, 20, 2, 100, True)])
 def test_gradient_kernel_equals_an_independent_float64_formula(dtype, tol, b, m, c, k, per_centre_eta):
@@ -206,9 +223,12 @@ def test_network_forces_and_conservative_forces_through_the_fused_sums_equal_xla
     assert _max_rel(got, want) < tol, model.forces
 
 
-def test_fused_sums_lower_to_triton_for_an_nvidia_gpu():
+@pytest.mark.parametrize("columns", [1, 4])
+def test_fused_sums_lower_to_triton_for_an_nvidia_gpu(monkeypatch, columns):
   """What Triton refuses (array sizes that are not powers of two, unsupported operations) is refused when the kernel
-  is lowered, which needs no GPU: the descriptor sums and their gradient lowered for CUDA hold the Triton kernels."""
+  is lowered, which needs no GPU: the descriptor sums and their gradient lowered for CUDA hold the Triton kernels
+  (also with 4 neighbour columns an iteration, `kernels.COLUMNS`)."""
+  monkeypatch.setattr(kernels, "COLUMNS", columns)
   pos, _ = _system(40)
   disp, _ = neighbors.periodic_space(SIDE)
   neighbor_fn, fused = descriptors.vector_descriptors_neighbor_list(disp, SIDE, r_s=R_S, eta=100.0, r_cut=R_CUT,

@@ -35,6 +35,7 @@ Array = jax.Array
 ROWS = 32  # atoms per program: `(ROWS,)` rows of coalesced loads, `(K, ROWS)` accumulators per channel
 NUM_WARPS = None  # warps per program; None: max(4, ROWS // 16), about 60-120 accumulator registers per thread
 NUM_STAGES = 1  # Triton's software pipelining of the loop over neighbour columns (1: none)
+COLUMNS = 1  # neighbour columns per iteration of `gaussian_sums`' loop (more work in flight per iteration)
 MIN_PIECE = 16  # smallest piece of the centres (Triton's minimum useful tile)
 SUM_KERNELS = ("auto", "xla", "pallas")
 
@@ -160,26 +161,34 @@ def gaussian_sums(r: Array, wv: Array, r_s: Array, eta: Array, *, rows: int | No
   from jax.experimental import pallas as pl
   dtype = r.dtype
   (b, m), c, k = r.shape, wv.shape[0], r_s.shape[0]
-  rows, pieces, kp, bp, r_t, r_s, eta = _layout(r, r_s, eta, rows)
   if m == 0 or b == 0:
     return jnp.zeros((b, c, k), dtype)
-  wv_t = jnp.pad(jnp.swapaxes(wv, 1, 2), ((0, 0), (0, 0), (0, bp - b)))
+  cols = int(COLUMNS)
+  if cols < 1:
+    raise ValueError(f"COLUMNS must be a positive number of neighbour columns, got {COLUMNS}")
+  mp = -(-m // cols) * cols  # columns padded to whole iterations: r = 1, weight 0, so they add nothing
+  r = jnp.pad(r, ((0, 0), (0, mp - m)), constant_values=1)
+  rows, pieces, kp, bp, r_t, r_s, eta = _layout(r, r_s, eta, rows)
+  wv_t = jnp.pad(jnp.swapaxes(wv, 1, 2), ((0, 0), (0, mp - m), (0, bp - b)))
 
   def kernel(r_ref, wv_ref, rs_ref, eta_ref, o_ref):
     centres = [(rs_ref[pl.ds(o, p)][:, None], eta_ref[pl.ds(o, p)][:, None]) for o, p in pieces]
 
-    def body(j, acc):
-      rj = r_ref[pl.ds(j, 1), :]  # (1, rows): neighbour column j of the program's atoms
-      w = [wv_ref[x, pl.ds(j, 1), :] for x in range(c)]
-      out = []
-      for q, (rs, et) in enumerate(centres):
-        d = rj - rs  # (piece, rows)
-        g = jnp.exp(-et * d * d)
-        out.extend(acc[q * c + x] + w[x] * g for x in range(c))
+    def body(i, acc):
+      out = list(acc)
+      for t in range(cols):  # the same order of additions as one column an iteration
+        j = i * cols + t
+        rj = r_ref[pl.ds(j, 1), :]  # (1, rows): neighbour column j of the program's atoms
+        w = [wv_ref[x, pl.ds(j, 1), :] for x in range(c)]
+        for q, (rs, et) in enumerate(centres):
+          d = rj - rs  # (piece, rows)
+          g = jnp.exp(-et * d * d)
+          for x in range(c):
+            out[q * c + x] = out[q * c + x] + w[x] * g
       return tuple(out)
 
     init = tuple(jnp.zeros((p, rows), dtype) for _, p in pieces for _ in range(c))
-    acc = jax.lax.fori_loop(0, m, body, init)
+    acc = jax.lax.fori_loop(0, mp // cols, body, init)
     for q, (o, p) in enumerate(pieces):
       for x in range(c):
         o_ref[x, pl.ds(o, p), :] = acc[q * c + x]
