@@ -123,6 +123,8 @@ def test_info_reports_versions_backend_and_x64(capsys):
   assert re.search(rf"^  jax_enable_x64 +{jax.config.jax_enable_x64}$", text, re.M)  # True: tests/conftest.py
   if jax.default_backend() == "cpu":  # CPU matmuls ignore the precision flag and always run in full float32
     assert re.search(r"^  float32 matmul +full float32 ", text, re.M)
+    if not os.environ.get("UENN_SUM_KERNEL"):  # the fused kernel is the default on NVIDIA GPUs only
+      assert re.search(r"^  descriptor_sums +xla$", text, re.M)
 
 
 def test_info_exits_1_and_still_reports_when_jax_cannot_start(monkeypatch, capsys):

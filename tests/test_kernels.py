@@ -155,6 +155,7 @@ def test_fused_sums_on_a_neighbor_list_equal_xlas(dtype, tol, vector, species):
 def test_auto_takes_the_kernel_on_an_nvidia_gpu_only_where_it_was_measured(monkeypatch):
   """"auto" (the default): the fused kernel on an NVIDIA GPU with a Dense list, one device and the full basis;
   XLA's form on the CPU, with Sparse lists, over a mesh and with an asked-for band. Explicit names pass through."""
+  monkeypatch.delenv("UENN_SUM_KERNEL", raising=False)
   if jax.default_backend() == "cpu":
     assert not kernels._default_device_is_cuda() and kernels.resolve_sum_kernel("auto") == "xla"
   for cuda, want in ((True, "pallas"), (False, "xla")):
@@ -167,12 +168,24 @@ def test_auto_takes_the_kernel_on_an_nvidia_gpu_only_where_it_was_measured(monke
       assert kernels.resolve_sum_kernel(name, sparse=True, mesh=True) == name
   with pytest.raises(ValueError, match="sum_kernel must be one of"):
     kernels.resolve_sum_kernel("triton")
+  # UENN_SUM_KERNEL sets what "auto" means (an escape hatch where Triton fails); explicit names still win
+  for cuda in (True, False):
+    monkeypatch.setattr(kernels, "_default_device_is_cuda", lambda c=cuda: c)
+    monkeypatch.setenv("UENN_SUM_KERNEL", "xla")
+    assert kernels.resolve_sum_kernel("auto") == "xla" and kernels.resolve_sum_kernel("pallas") == "pallas"
+    monkeypatch.setenv("UENN_SUM_KERNEL", "Pallas ")
+    assert kernels.resolve_sum_kernel("auto") == "pallas" and kernels.resolve_sum_kernel("xla") == "xla"
+    assert kernels.resolve_sum_kernel("auto", sparse=True) == "xla"
+  monkeypatch.setenv("UENN_SUM_KERNEL", "triton")
+  with pytest.raises(ValueError, match="UENN_SUM_KERNEL"):
+    kernels.resolve_sum_kernel("auto")
 
 
 @pytest.mark.parametrize("fmt", [partition.Dense, partition.Sparse], ids=["dense", "sparse"])
 def test_default_forces_trace_the_kernel_where_auto_chooses_it(monkeypatch, fmt):
   """The library's default force function (direct and conservative) holds the fused kernel, forward and for the
   gradient, when jax's default device is an NVIDIA GPU (mocked here) and the list is Dense, and only then."""
+  monkeypatch.delenv("UENN_SUM_KERNEL", raising=False)
   pos, _ = _system(40)
   pos = jnp.asarray(pos, jnp.float32)
   disp, _ = neighbors.periodic_space(SIDE)

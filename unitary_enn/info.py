@@ -20,6 +20,8 @@ import re
 import sys
 from typing import Any, Sequence
 
+from unitary_enn import kernels
+
 # Reported even when the installed metadata of unitary_enn is missing (running from a clone without installing),
 # together with anything else its metadata requires; the jax plugins and libraries say which jax build runs.
 PACKAGES = ("jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda13-pjrt", "jax-cuda12-plugin", "jax-cuda12-pjrt",
@@ -92,6 +94,10 @@ def _jax_report() -> dict[str, Any]:
     error = _matmul_error(jax, jnp)
     report["float32_matmul_rel_error"] = error
     report["float32_matmul"] = _matmul_label(error)
+    try:  # what sum_kernel="auto" takes here on a Dense list (a bad UENN_SUM_KERNEL is reported, not raised)
+      report["descriptor_sums"] = kernels.resolve_sum_kernel("auto")
+    except ValueError as e:
+      report["descriptor_sums"] = f"error: {e}"
   except Exception as e:  # a report must still print when jax cannot start, e.g. JAX_PLATFORMS=cuda with no GPU
     report["error"] = f"{type(e).__name__}: {e}"
   return report
@@ -103,7 +109,7 @@ def collect() -> dict[str, Any]:
   Returns:
     dict with `unitary_enn` (version, path), `python`, `platform`, `packages` (name -> version or None when not
     installed), `jax` (backend, devices, jax_enable_x64, jax_default_matmul_precision, float32_matmul_rel_error,
-    float32_matmul, or error) and `environment` (the JAX_*, XLA_*, CUDA/NVIDIA device and UENN_* variables set).
+    float32_matmul, descriptor_sums: the form `sum_kernel="auto"` takes on a Dense list, or error) and `environment` (the JAX_*, XLA_*, CUDA/NVIDIA device and UENN_* variables set).
   """
   import unitary_enn
   return {
@@ -130,7 +136,7 @@ def format_report(report: dict[str, Any]) -> str:
   lines += ["", "jax"]
   if "error" in jx:
     lines.append(f"  error: {jx['error']}")
-  for key in ("backend", "devices", "jax_enable_x64", "jax_default_matmul_precision"):
+  for key in ("backend", "devices", "jax_enable_x64", "jax_default_matmul_precision", "descriptor_sums"):
     if key in jx:
       value = jx[key]
       if key == "devices":

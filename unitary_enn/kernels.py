@@ -26,6 +26,7 @@ its own accumulators; the neighbour columns are walked one at a time, so their n
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -56,6 +57,9 @@ def _default_device_is_cuda() -> bool:
   return device.platform == "gpu" and "cuda" in str(getattr(device.client, "platform_version", "")).lower()
 
 
+ENV_SUM_KERNEL = "UENN_SUM_KERNEL"  # what "auto" means in this process: "xla" or "pallas" (unset: chosen below)
+
+
 def resolve_sum_kernel(sum_kernel: str, *, sparse: bool = False, mesh: bool = False, band=None) -> str:
   """The form of the descriptor sums that runs: "xla" or "pallas".
 
@@ -63,12 +67,21 @@ def resolve_sum_kernel(sum_kernel: str, *, sparse: bool = False, mesh: bool = Fa
   device, with a Dense neighbor list, one device and the full basis (band None or 0: on the H200 the banded sum
   was 1.5x slower than the full one); else "xla". On the H200, 1M atoms of argon: the sums 1.38x faster, network
   MD 1.20x, conservative MD 1.30x (benchmarks/RESULTS.md, "GPU: one H200"). On the CPU it is always "xla": the
-  kernel runs there only interpreted, for the tests. An explicit "xla" or "pallas" is returned as given (the
-  callers refuse "pallas" with a Sparse list or a mesh).
+  kernel runs there only interpreted, for the tests. The environment variable UENN_SUM_KERNEL=xla (or pallas)
+  sets what "auto" means for every caller that takes the default (`models.load_force_field`, the ASE calculator,
+  the experiments), e.g. where Triton cannot compile the kernel for a GPU; "pallas" still needs a Dense list and
+  one device. An explicit "xla" or "pallas" is returned as given (the callers refuse "pallas" with a Sparse list
+  or a mesh).
   """
   if check_sum_kernel(sum_kernel) != "auto":
     return sum_kernel
-  return "pallas" if not (sparse or mesh or band) and _default_device_is_cuda() else "xla"
+  forced = os.environ.get(ENV_SUM_KERNEL, "").strip().lower() or "auto"
+  if forced not in SUM_KERNELS:
+    raise ValueError(f"{ENV_SUM_KERNEL} must be one of {SUM_KERNELS} (or unset), got {forced!r}")
+  fits = not (sparse or mesh or band)  # where the kernel can run
+  if forced == "auto":
+    return "pallas" if fits and _default_device_is_cuda() else "xla"
+  return forced if fits else "xla"
 
 
 def centre_pieces(k: int, min_piece: int = MIN_PIECE) -> tuple[int, ...]:
