@@ -104,7 +104,7 @@ def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, ro
   import jax.numpy as jnp
   import numpy as np
 
-  from unitary_enn import descriptors, kernels
+  from unitary_enn import descriptors
   r_s = np.asarray(descriptors.paper_r_s() if r_s is None else r_s, np.float32)
   eta = np.asarray(eta, np.float32)
   cutoff = cutoff or descriptors.cosine_cutoff
@@ -119,14 +119,7 @@ def sum_fn(displacement, *, band, block=None, cutoff=None, r_s=None, eta=ETA, ro
 
   def patches():
     stack = contextlib.ExitStack()
-    if pallas_rows:
-      stack.enter_context(mock.patch.object(kernels, "ROWS", int(pallas_rows)))
-    if pallas_stages:
-      stack.enter_context(mock.patch.object(kernels, "NUM_STAGES", int(pallas_stages)))
-    if pallas_warps:
-      stack.enter_context(mock.patch.object(kernels, "NUM_WARPS", int(pallas_warps)))
-    if pallas_columns:
-      stack.enter_context(mock.patch.object(kernels, "COLUMNS", int(pallas_columns)))
+    _kernel_knobs(stack, pallas_rows, pallas_stages, pallas_warps, pallas_columns)
     if forced:
       stack.enter_context(mock.patch.object(descriptors, "_band_width", lambda *a: band))
     if row_sums is not None:
@@ -164,6 +157,17 @@ def _jitted(f, patches):
   return call
 
 
+def _kernel_knobs(stack, rows=None, stages=None, warps=None, columns=None):
+  """Enter patches of the fused kernel's tuning constants (`kernels.ROWS`, `NUM_STAGES`, `NUM_WARPS`, `COLUMNS`)
+  on a `contextlib.ExitStack`; a None or 0 leaves the constant as it is."""
+  from unittest import mock
+
+  from unitary_enn import kernels
+  for name, value in (("ROWS", rows), ("NUM_STAGES", stages), ("NUM_WARPS", warps), ("COLUMNS", columns)):
+    if value:
+      stack.enter_context(mock.patch.object(kernels, name, int(value)))
+
+
 def pallas_variant(spec: str) -> dict:
   """`--pallas_rows` entry ROWS[xSTAGES[xWARPS[xCOLUMNS]]] -> `sum_fn` keywords (WARPS 0: the default)."""
   parts = [int(x) for x in spec.split("x")]
@@ -179,7 +183,6 @@ def parts_fns(displacement, r_s, eta):
   narrow width of `descriptors._dense_row_sums`; and kernel(r, w, **sum_fn keywords) -> jit(r, w): the fused
   kernel alone on them (`--parts`)."""
   import contextlib
-  from unittest import mock
 
   import jax
   import jax.numpy as jnp
@@ -205,10 +208,7 @@ def parts_fns(displacement, r_s, eta):
 
     def call(r, w):
       with contextlib.ExitStack() as stack:
-        for name, value in (("ROWS", pallas_rows), ("NUM_STAGES", pallas_stages), ("NUM_WARPS", pallas_warps),
-                            ("COLUMNS", pallas_columns)):
-          if value:
-            stack.enter_context(mock.patch.object(kernels, name, int(value)))
+        _kernel_knobs(stack, pallas_rows, pallas_stages, pallas_warps, pallas_columns)
         return jitted(r, w)
     return call
   return pairs, kernel

@@ -215,6 +215,8 @@ def main(argv):
   if "float64" in (FLAGS.dtype, FLAGS.network_dtype) or FLAGS.model:
     jax.config.update("jax_enable_x64", True)
 
+  from jax_md import partition
+
   from unitary_enn import kernels, models, neighbors, parallel, potentials
   from unitary_enn.constants import ARGON_FCC_LATTICE_CONSTANT
   cells = [int(c) for c in FLAGS.cells]
@@ -236,11 +238,12 @@ def main(argv):
   }
   builders["network_sharded"] = functools.partial(builders["network"], mesh=parallel.device_mesh())
   builders["network_whole"] = functools.partial(builders["network"], network_block=None)
-  # The descriptor sums in one fused kernel (unitary_enn.kernels; Triton on a GPU, interpreted and slower on a CPU)
   # The network's products in a faster mode (`layers.PRECISIONS`; on an NVIDIA GPU: TensorFloat-32, or bfloat16
   # inputs with float32 accumulation; on a CPU they change nothing)
   for mode in ("tf32", "bf16"):
     builders[f"network_{mode}"] = functools.partial(builders["network"], precision=mode)
+  # The descriptor sums in XLA's form or the fused kernel (unitary_enn.kernels; Triton on a GPU, interpreted and
+  # slower on a CPU), whatever the default ("auto") takes here
   for kernel in ("xla", "pallas"):
     builders[f"network_{kernel}"] = functools.partial(builders["network"], sum_kernel=kernel)
     builders[f"conservative_{kernel}"] = functools.partial(builders["conservative"], sum_kernel=kernel)
@@ -249,7 +252,6 @@ def main(argv):
     raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected some of {sorted(builders)}")
   net_dtype = str(jax.tree.leaves(model.params)[0].real.dtype)
   roof = matmul_flops_per_s(net_dtype)
-  from jax_md import partition
   default_kernel = kernels.resolve_sum_kernel("auto", sparse=partition.is_sparse(fmt))
   print(f"md_throughput: dense matmul {roof['flops_per_s'] / 1e9:.1f} GFLOP/s ({net_dtype}, the network's); the "
         f"default descriptor sums here: {default_kernel}", flush=True)
