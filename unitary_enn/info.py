@@ -109,7 +109,8 @@ def collect() -> dict[str, Any]:
   Returns:
     dict with `unitary_enn` (version, path), `python`, `platform`, `packages` (name -> version or None when not
     installed), `jax` (backend, devices, jax_enable_x64, jax_default_matmul_precision, float32_matmul_rel_error,
-    float32_matmul, descriptor_sums: the form `sum_kernel="auto"` takes on a Dense list, or error) and `environment` (the JAX_*, XLA_*, CUDA/NVIDIA device and UENN_* variables set).
+    float32_matmul, descriptor_sums: the form `sum_kernel="auto"` takes on a Dense list, or error) and
+    `environment` (the JAX_*, XLA_*, CUDA/NVIDIA device and UENN_* variables set).
   """
   import unitary_enn
   return {

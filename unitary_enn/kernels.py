@@ -20,7 +20,8 @@ products.
 
 Triton needs every array in a kernel to have a power-of-two size. The atoms are padded to a multiple of `ROWS`;
 the centres are split into power-of-two pieces of at least `MIN_PIECE` (73 centres: 64 + 16, 7 padded), each with
-its own accumulators; the neighbour columns are walked one at a time, so their number is free.
+its own accumulators; the neighbour columns are walked `COLUMNS` at a time (one by default; the last iteration
+padded with columns that add nothing), so their number is free.
 """
 
 from __future__ import annotations
@@ -174,14 +175,14 @@ def gaussian_sums(r: Array, wv: Array, r_s: Array, eta: Array, *, rows: int | No
   from jax.experimental import pallas as pl
   dtype = r.dtype
   (b, m), c, k = r.shape, wv.shape[0], r_s.shape[0]
-  if m == 0 or b == 0:
-    return jnp.zeros((b, c, k), dtype)
   cols = int(COLUMNS)
   if cols < 1:
     raise ValueError(f"COLUMNS must be a positive number of neighbour columns, got {COLUMNS}")
   mp = -(-m // cols) * cols  # columns padded to whole iterations: r = 1, weight 0, so they add nothing
   r = jnp.pad(r, ((0, 0), (0, mp - m)), constant_values=1)
   rows, pieces, kp, bp, r_t, r_s, eta = _layout(r, r_s, eta, rows)
+  if m == 0 or b == 0:
+    return jnp.zeros((b, c, k), dtype)
   wv_t = jnp.pad(jnp.swapaxes(wv, 1, 2), ((0, 0), (0, mp - m), (0, bp - b)))
 
   def kernel(r_ref, wv_ref, rs_ref, eta_ref, o_ref):
