@@ -15,6 +15,8 @@
 #     crystal on an ordered_sparse list ran 7.4 steps/s on the shared GPU, so the next try is
 #     CROSS_ARGS="--config.thermalize_format=dense --config.format=dense" (Dense lists, which lj/cut ran at
 #     12.9 ms a step for 1M atoms).
+# Before them, benchmarks.precision at 1M atoms: each precision's error, equivariance and forward-pass time. SUITE=0
+# skips phase 2 (a short call that only measures).
 # Logs, JSON and a tarball of everything but trajectories and checkpoints go to $OUT; a summary is printed last.
 # The copy that ran in lease 3, with its earlier defaults: benchmarks/results/gpu_h200_2026-11-30b/lease3.sh.
 #
@@ -24,13 +26,17 @@
 set -u
 out=${OUT:?set OUT to the folder whose files come back}
 O=/tmp/lease; T0=$SECONDS; budget=${LEASE_S:-575}
-mkdir -p "$O"
+rm -rf "$O"; mkdir -p "$O"
 left() { echo $(( budget - (SECONDS - T0) )); }
 quiet() { grep -v "^I1\|^W1\|Warning\|warnings.warn" "$@"; }
 nvidia-smi --query-gpu=name,memory.total,memory.used,clocks.sm,clocks.max.sm --format=csv > "$O/nvidia-smi.csv" 2>&1
 echo "${LEASE_COMMIT:-unknown}" > "$O/commit.txt"
 STAGES=info bash benchmarks/accelerator.sh "$O" > /dev/null 2>&1
 
+echo "== 1. precision at ${PREC_ATOMS:-1000000} atoms ($(left) s left)"
+timeout "${PREC_T:-60}" python -m benchmarks.precision --atoms="${PREC_ATOMS:-1000000}" --out="$O/precision.json" \
+  > "$O/precision.log" 2>&1
+echo "precision exit $?"; grep "precision:" "$O/precision.log"
 echo "== 1. md at ${MD_CELLS:-63} cells ($(left) s left)"
 timeout "${MD_T:-240}" python -m benchmarks.md_throughput --cells="${MD_CELLS:-63}" --steps=20 --repeats=3 \
   --drivers="${MD_DRIVERS:-lj_cut,network,network_xla,network_tf32,conservative}" --profile="${PROFILE_TOP:-25}" \
@@ -42,6 +48,7 @@ timeout "${SUM_T:-110}" python -m benchmarks.descriptor_sum --cells="${SUM_CELLS
 echo "sums exit $?"; grep "descriptor_sum:" "$O/sums.log"
 
 t=$(( $(left) - 20 )); echo "== 2. suite${SIDE_RUNS:+, cross_md :${CROSS_CONFIG:-paper}, four_body_md :${FOURMD_TRAIN:-accurate}} ($t s)"
+[ "${SUITE:-1}" = 0 ] && t=0
 if [ "$t" -gt 30 ] && [ -n "${SIDE_RUNS:-}" ]; then
   timeout "$t" python -m experiments.cross_md --config="experiments/configs/cross_md.py:${CROSS_CONFIG:-paper}" \
     --train_workdir="${CROSS_MODEL:-.device/mb_model}" --workdir="$O/cross_md" ${CROSS_ARGS:-} > "$O/cross_md.log" 2>&1 &

@@ -64,11 +64,13 @@ def define_flags() -> None:
                     "network on all atoms at once instead of cache-sized blocks, `network.network_block`); "
                     "network_xla, network_pallas, conservative_xla, conservative_pallas (the descriptor sums in "
                     "XLA's form or the fused kernel; network and conservative take the default, sum_kernel "
-                    "'auto': the kernel on an NVIDIA GPU, XLA's form elsewhere); network_tf32, network_bf16 (the "
-                    "network's products at that precision instead of full float32).")
+                    "'auto': the kernel on an NVIDIA GPU, XLA's form elsewhere); network_tf32, network_bf16, "
+                    "network_bf16x3, network_bf16x6, network_bf16x9, network_tf32x3 (the network's products at that "
+                    "precision, `layers.PRECISIONS`, instead of Precision.HIGHEST).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/md_throughput.json).")
 
 R_CUT = 10.0
+FAST_PRECISIONS = ("tf32", "bf16", "bf16x3", "bf16x6", "bf16x9", "tf32x3")  # network_<name> drivers
 PAPER_SIZES = (73, 200, 100, 50, 10, 1)
 CONSERVATIVE_SIZES = (73, 200, 100, 50, 10, 16)
 CONSERVATIVE_HEAD = (32,)
@@ -238,9 +240,10 @@ def main(argv):
   }
   builders["network_sharded"] = functools.partial(builders["network"], mesh=parallel.device_mesh())
   builders["network_whole"] = functools.partial(builders["network"], network_block=None)
-  # The network's products in a faster mode (`layers.PRECISIONS`; on an NVIDIA GPU: TensorFloat-32, or bfloat16
-  # inputs with float32 accumulation; on a CPU they change nothing)
-  for mode in ("tf32", "bf16"):
+  # The network's products in another mode (`layers.PRECISIONS`; on an NVIDIA GPU: TensorFloat-32, bfloat16
+  # inputs with float32 accumulation, or float32 split into 3 / 6 / 9 bfloat16 products; on a CPU the bf16 modes
+  # compute in float32 and the TensorFloat-32 ones do not compile)
+  for mode in FAST_PRECISIONS:
     builders[f"network_{mode}"] = functools.partial(builders["network"], precision=mode)
   # The descriptor sums in XLA's form or the fused kernel (unitary_enn.kernels; Triton on a GPU, interpreted and
   # slower on a CPU), whatever the default ("auto") takes here
@@ -292,7 +295,7 @@ def main(argv):
       row["sharded_over_network"] = row["network_sharded"]["s_per_step"] / row["network"]["s_per_step"]
       print(f"md_throughput: sharded over {jax.device_count()} device(s) / one device time per step = "
             f"{row['sharded_over_network']:.3f}", flush=True)
-    for mode in ("tf32", "bf16"):
+    for mode in FAST_PRECISIONS:
       if "network" in row and f"network_{mode}" in row:
         row[f"network_{mode}_over_network"] = row[f"network_{mode}"]["s_per_step"] / row["network"]["s_per_step"]
         print(f"md_throughput: network_{mode} / network time per step = {row[f'network_{mode}_over_network']:.3f}",

@@ -12,7 +12,11 @@ Precision: every contraction takes a `precision` (`PRECISIONS`), "highest" by de
 products are computed in full float32 on every backend, so a model gives the same numbers to float32 rounding on
 CPU and GPU (jax's GPU default for float32 matmuls is TensorFloat-32, which breaks equivariance at ~1e-3).
 "tf32" (GPU only), "bf16" (bfloat16 inputs, float32 accumulation) and "default" (the backend's choice) trade
-accuracy for speed. float64 products are always exact.
+accuracy for speed. "bf16x3", "bf16x6", "bf16x9" and "tf32x3" are XLA's dot algorithms that split each float32
+into 3 bfloat16 (2 TensorFloat-32) pieces and add 3, 6 or 9 of their products on a GPU's tensor cores, about
+16, 22 and 24 bits of the product (tf32x3: about 21); the CPU computes the bf16 ones in float32 and has no
+TensorFloat-32. `benchmarks.precision` measures each one's error and speed on the default device. float64 products
+are always exact.
 
 Smooth unit vectors (a departure from eq. 9, off by default): with `eps > 0` the unit vector of the `e b` term
 is e = x / sqrt(||x||^2 + eps^2), continuous (and smooth) at x = 0, where eq. 9's x / ||x|| jumps; `eps` is in
@@ -33,7 +37,9 @@ from unitary_enn import checks
 Array = jax.Array
 Activation = Callable[[Array], Array]
 
-PRECISIONS = ("highest", "tf32", "bf16", "default")
+PRECISIONS = ("highest", "tf32", "bf16", "default", "bf16x3", "bf16x6", "bf16x9", "tf32x3")
+_ALGORITHMS = {"tf32": "TF32_TF32_F32", "bf16": "BF16_BF16_F32", "bf16x3": "BF16_BF16_F32_X3",
+               "bf16x6": "BF16_BF16_F32_X6", "bf16x9": "BF16_BF16_F32_X9", "tf32x3": "TF32_TF32_F32_X3"}
 
 
 def _vectors(name: str, x, axis: int = -2, min_ndim: int = 1):
@@ -61,7 +67,7 @@ def resolve_precision(precision, dtype=None):
   """The `precision` argument of a jax contraction for a precision name (`PRECISIONS`) and operand dtype.
 
   None means "highest". 64-bit operands always get `Precision.HIGHEST`. Complex operands have no dot algorithm
-  presets, so "tf32" and "bf16" give them the backend's `DEFAULT` (TensorFloat-32 on NVIDIA GPUs).
+  presets, so the algorithm names give them the backend's `DEFAULT` (TensorFloat-32 on NVIDIA GPUs).
   A `jax.lax.Precision` or `DotAlgorithmPreset` passes through unchanged.
   """
   if precision is None:
@@ -76,8 +82,7 @@ def resolve_precision(precision, dtype=None):
     return jax.lax.Precision.DEFAULT
   if dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating):
     return jax.lax.Precision.DEFAULT
-  return {"tf32": jax.lax.DotAlgorithmPreset.TF32_TF32_F32,
-          "bf16": jax.lax.DotAlgorithmPreset.BF16_BF16_F32}[precision]
+  return getattr(jax.lax.DotAlgorithmPreset, _ALGORITHMS[precision])
 
 
 def dot(a: Array, b: Array, precision=None) -> Array:
