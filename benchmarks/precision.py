@@ -53,8 +53,8 @@ def measure(precisions, n_atoms: int, check_atoms: int, repeats: int) -> list[di
   params = random_params()
   x = jax.random.normal(jax.random.PRNGKey(2), (n_atoms, 3, SIZES[0]), jnp.float32)
   xc = x[:check_atoms]
-  u = np.asarray(testing.random_unitary(jax.random.PRNGKey(3), 3, jnp.float64))
   with jax.enable_x64(True):
+    u = np.asarray(testing.random_unitary(jax.random.PRNGKey(3), 3, jnp.float64))
     p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
     f64 = jax.jit(lambda a: uenn.apply_uenn(p64, a))
     y64 = np.asarray(f64(jnp.asarray(xc, jnp.float64)))

@@ -11,6 +11,10 @@ body of a while loop on the CPU) are summed by op, and each op is named by the j
 the trace itself (hundreds of MB at 1M atoms) leaving the machine. `benchmarks.md_throughput --profile` prints
 them for one chunk of MD steps of each driver.
 
+On a GPU, XLA runs most of a step's kernels inside command buffers (CUDA graphs), which the trace shows as one
+event each with only part of their time (lease 5 on the H200: 12 of a 67 ms step); run the profiled process with
+`XLA_FLAGS=--xla_gpu_enable_command_buffer=` (empty: none) to see each kernel.
+
 "device" in the result means the times are the GPU's own kernel times; "host" on a GPU means the profiler saw
 no device timeline (no CUPTI), and the host's op events then time launches, not kernels.
 """
@@ -112,6 +116,9 @@ def profile_ops(run: Callable[[], object], *, compiled_text: str = "", per: int 
 def format_ops(profile: dict, indent: str = "  ") -> str:
   """The rows of `profile_ops` as lines: ms, share, op, jax op name and source line."""
   lines = [f"{indent}{profile['where']} ops: {profile['total_s'] * 1e3:.3f} ms in all"]
+  if any(r["op"].startswith("command_buffer") for r in profile["ops"]):
+    lines.append(f"{indent}(command buffers hide their kernels and part of their time: rerun with "
+                 "XLA_FLAGS=--xla_gpu_enable_command_buffer=)")
   for r in profile["ops"]:
     lines.append(f"{indent}{r['seconds'] * 1e3:9.3f} ms {r['share']:6.1%}  {r['op'][:40]:40s} "
                  f"{r['op_name'][-90:]} {r['source']}")
