@@ -7,6 +7,7 @@
 #     of the clock);
 #  3. the tests no earlier lease reached (tests_not_reached_in_leases_3_4.txt), -n 14;
 #  4. in the time left, training throughput at GPU batch sizes.
+# ONLY_PROFILE=1 stops after 1.
 #   LEASE_COMMIT=$(git rev-parse --short HEAD) bash .device/on-gpu.sh bash benchmarks/results/gpu_h200_2026-11-30c/lease6.sh
 set -u
 out=${OUT:?}; T0=$SECONDS; budget=${LEASE_S:-520}; D=benchmarks/results/gpu_h200_2026-11-30c
@@ -22,6 +23,11 @@ XLA_FLAGS="--xla_gpu_enable_command_buffer= --xla_dump_to=$O/hlo --xla_dump_hlo_
 echo "profile exit $?"; grep -v "^W1\|^I1\|warn\|_reduction\|convert_element" "$O/md_profile.log" | head -60
 find "$O/hlo" -name "*after_optimizations.txt" | head; rm -f "$O"/hlo/*before_optimizations* 2>/dev/null
 du -sh "$O/hlo" 2>/dev/null
+
+if [ -n "${ONLY_PROFILE:-}" ]; then  # a short call: the profile alone
+  tar czf "$out/lease.tgz" -C /tmp lease; cp "$O"/*.json "$out/" 2>/dev/null
+  echo "lease6: profile only, done after $((SECONDS - T0)) s"; exit 0
+fi
 
 echo "== 2. time to accuracy ($(left) s left)"
 timeout "${TIME_T:-130}" python -m benchmarks.time_to_accuracy --config=experiments/configs/four_body.py:accurate \
