@@ -58,8 +58,11 @@ def op_self_times(events: list) -> tuple[dict, str]:
   """(op -> total self time in seconds, where) over the XLA op events of a Chrome trace.
 
   Where the trace has device processes (a GPU's timeline), their events count, by their `hlo_op` argument or
-  else their name ("device"); else the host's events with an `hlo_op` argument ("host"). An op's self time is
-  its duration less that of the events nested in it on the same thread."""
+  else their name ("device"), each its whole duration: kernels do not nest, and where they overlap (a kernel
+  launched before the previous one ends, XLA's programmatic dependent launch on Hopper) subtracting them would
+  take one kernel's time from the other (lease 6 on the H200). Else the host's events with an `hlo_op` argument
+  ("host"), whose self time is an op's duration less that of the events nested in it on the same thread (a
+  while loop's body)."""
   processes = {e["pid"]: e.get("args", {}).get("name", "") for e in events
                if e.get("ph") == "M" and e.get("name") == "process_name"}
   device = {pid for pid, name in processes.items() if "/device:" in name}
@@ -69,6 +72,10 @@ def op_self_times(events: list) -> tuple[dict, str]:
     ops = [e for e in events if e.get("ph") == "X" and "hlo_op" in e.get("args", {})]
     where = "host"
   totals = collections.defaultdict(float)
+  if where == "device":
+    for e in ops:
+      totals[e.get("args", {}).get("hlo_op", e["name"])] += float(e.get("dur", 0.0)) * 1e-6
+    return dict(totals), where
   by_thread = collections.defaultdict(list)
   for e in ops:
     by_thread[(e["pid"], e.get("tid"))].append(e)

@@ -70,7 +70,8 @@ def test_md_timing_lists_every_neighbour_within_the_cutoff():
 
 def test_op_self_times_subtract_nested_ops_and_prefer_the_device_timeline():
   """A while loop of 10 us holding ops of 3 and 4 us on one host thread: self times 3 / 3 / 4 us. With a device
-  process in the trace, only its events count, by hlo_op where they carry one, else by name."""
+  process in the trace, only its events count, by hlo_op where they carry one, else by name, each with its whole
+  duration, also where two overlap."""
   def x(pid, tid, ts, dur, name, op=True):
     return dict(ph="X", pid=pid, tid=tid, ts=ts, dur=dur, name=name, args=dict(hlo_op=name) if op else {})
   host = [dict(ph="M", name="process_name", pid=1, args=dict(name="/host:CPU")),
@@ -80,9 +81,10 @@ def test_op_self_times_subtract_nested_ops_and_prefer_the_device_timeline():
   assert where == "host"
   assert got == pytest.approx({"while": 3e-6, "a": 5e-6, "b": 4e-6})
   device = host + [dict(ph="M", name="process_name", pid=2, args=dict(name="/device:GPU:0")),
-                   x(2, 1, 0.0, 6.0, "fusion.1"), x(2, 1, 6.0, 2.0, "sm90_gemm_kernel", op=False)]
+                   x(2, 1, 0.0, 6.0, "fusion.1"), x(2, 1, 6.0, 2.0, "sm90_gemm_kernel", op=False),
+                   x(2, 1, 7.5, 3.0, "fusion.2")]  # launched before the product ends: each kernel keeps its time
   got, where = profile.op_self_times(device)
-  assert where == "device" and got == pytest.approx({"fusion.1": 6e-6, "sm90_gemm_kernel": 2e-6})
+  assert where == "device" and got == pytest.approx({"fusion.1": 6e-6, "sm90_gemm_kernel": 2e-6, "fusion.2": 3e-6})
 
 
 def test_profile_names_the_op_that_takes_the_time():
