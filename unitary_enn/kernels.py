@@ -241,7 +241,7 @@ def gaussian_sums_vjp(r: Array, ct: Array, r_s: Array, eta: Array, *, rows: int 
   """
   from jax.experimental import pallas as pl
   dtype = r.dtype
-  (b, m), c, k = r.shape, ct.shape[1], r_s.shape[0]
+  (b, m), c = r.shape, ct.shape[1]
   rows, pieces, kp, bp, r, r_s, eta = _layout(r, r_s, eta, rows)
   if m == 0 or b == 0:
     return jnp.zeros((c, b, m), dtype), jnp.zeros((c, b, m), dtype)
