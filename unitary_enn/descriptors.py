@@ -630,10 +630,8 @@ def _dense_row_sums(positions, idx, rows, node_feat, r_s, eta, *, displacement_f
   dtype = node_feat.dtype
   r_count, m = idx.shape
   s, k = node_feat.shape[1], r_s.shape[0]
-  if not block:
-    block = _block_size(r_count, m * _pair_cost(k, band, s, vector, sum_kernel), itemsize=jnp.dtype(dtype).itemsize)
-    if sum_kernel == "pallas":  # whole programs of the kernel, so that it needs no padded copy of the pair terms
-      block = -(-block // kernels.ROWS) * kernels.ROWS
+  block = block or _block_size(r_count, m * _pair_cost(k, band, s, vector, sum_kernel),
+                               itemsize=jnp.dtype(dtype).itemsize)
   n_blocks = -(-r_count // block)
   p, row_map = positions.T, row_displacements(displacement_fn)  # coordinates first: (3, N), (3, b, M)
 

@@ -7,12 +7,13 @@ the 3 components of the unit vector times the S node features, wv = f_c (r_ij / 
 the Gaussians `(b, m, K)`, written to memory, then a batched product; on a GPU that array is the largest of the
 force evaluation (1M atoms x 191 list columns x 73 centres = 56 GB in float32). The kernel here keeps each
 Gaussian in registers: a program takes `ROWS` atoms and walks their neighbour columns, adding each neighbour's
-`K` Gaussians times its weights into `(C, ROWS, K)` accumulators, so memory holds only the pair terms and the
-sums. Both kernels read the pair terms and write the sums in XLA's own layout, atoms first (`(b, m)`,
-`(C, b, m)`, `(b, C, K)`). The first form, neighbour columns first, made XLA compute the pair terms transposed,
-reading the neighbour list across its rows: 9.7 ms of a step at 1M atoms on the H200, more than the kernel's own
-9.0 (lease 6's profile, benchmarks/RESULTS.md). `gaussian_sums_vjp` does the same for the two contractions over
-the centres of the sums' gradient (a conservative model's force).
+`K` Gaussians times its weights into `(C, K, ROWS)` accumulators, so memory holds only the pair terms and the
+sums. The kernels read the pair terms neighbour columns first (`(m, b)`: a program's loads of one column are
+`ROWS` consecutive numbers); an atoms-first form that read XLA's own `(b, m)` layout, so that XLA no longer
+computed the pair terms transposed, took the glue around the kernel from 19 to 4 ms a step at 1M atoms on the
+H200 but the kernel itself from 9.0 to 39.9 ms (strided loads): network MD 80.7 against 66.6 ms a step in one
+run, so it was not kept (benchmarks/RESULTS.md, "Leases 5-7"). `gaussian_sums_vjp` does the same for the two
+contractions over the centres of the sums' gradient (a conservative model's force).
 
 It runs where Pallas lowers to Triton (NVIDIA and AMD GPUs) and, interpreted, on the CPU, where it is 2-3x slower
 than XLA's form and only there to test it. `descriptors` selects it with `sum_kernel="pallas"` (Dense neighbor
@@ -21,8 +22,8 @@ lists), and by default (`sum_kernel="auto"`, `resolve_sum_kernel`) on an NVIDIA 
 It computes in the dtype's own arithmetic, which is full float32 for float32, whatever `precision` asks of XLA's
 products.
 
-Triton needs every array in a kernel to have a power-of-two size. The atoms are padded to a multiple of `ROWS`
-(`descriptors` sizes its blocks so that they need none); the centres are split into power-of-two pieces of at least `MIN_PIECE` (73 centres: 64 + 16, 7 padded), each with
+Triton needs every array in a kernel to have a power-of-two size. The atoms are padded to a multiple of `ROWS`;
+the centres are split into power-of-two pieces of at least `MIN_PIECE` (73 centres: 64 + 16, 7 padded), each with
 its own accumulators; the neighbour columns are walked `COLUMNS` at a time (one by default; the last iteration
 padded with columns that add nothing), so their number is free.
 """
@@ -114,9 +115,9 @@ def _interpret(backend: str | None = None) -> bool:
 
 
 def _layout(r: Array, r_s: Array, eta: Array, rows: int | None):
-  """What both kernels share: rows per program, the centre pieces and their offsets, the padded atom count, r
-  `(bp, m)` (padded atoms at r = 1; no copy when the atoms fill whole programs), r_s and eta `(kp,)` (padded
-  centres repeat the last one and are cut off after)."""
+  """What both kernels share: rows per program, the centre pieces and their offsets, the padded atom count, and
+  r `(m, bp)` (neighbour columns first, so that a program's loads of one column are `rows` consecutive numbers;
+  padded atoms at r = 1), r_s and eta `(kp,)` (padded centres repeat the last one and are cut off after)."""
   rows = int(rows or ROWS)
   if rows < 1 or rows & (rows - 1):
     raise ValueError(f"rows must be a power of two, got {rows}")
@@ -126,37 +127,27 @@ def _layout(r: Array, r_s: Array, eta: Array, rows: int | None):
   kp = sum(pieces)
   offsets = [sum(pieces[:i]) for i in range(len(pieces))]
   bp = -(-b // rows) * rows
-  r = _pad_to(r, (bp, r.shape[1]), 1)
+  r_t = jnp.pad(r.T, ((0, 0), (0, bp - b)), constant_values=1)
   r_s = jnp.pad(jnp.asarray(r_s, dtype), (0, kp - k), mode="edge")
   eta = jnp.pad(jnp.broadcast_to(jnp.asarray(eta, dtype), (k,)), (0, kp - k), mode="edge")
-  return rows, list(zip(offsets, pieces)), kp, bp, r, r_s, eta
+  return rows, list(zip(offsets, pieces)), kp, bp, r_t, r_s, eta
 
 
-def _pad_to(x: Array, shape: tuple, value=0) -> Array:
-  """x padded at the end of each axis to `shape` with `value`; x itself when it has that shape."""
-  if tuple(x.shape) == tuple(shape):
-    return x
-  return jnp.pad(x, [(0, n - m) for m, n in zip(x.shape, shape)], constant_values=value)
-
-
-def _launch(kernel, args, row_axes, out_shapes, out_row_axes, *, rows, bp, interpret, name):
-  """pallas_call over `bp // rows` programs: each array's block is the whole array but for its axis in `row_axes`
-  (None: the whole array), which holds the program's `rows` atoms. interpret None: chosen where the computation
-  is lowered."""
+def _launch(kernel, args, in_blocks, out_shapes, out_blocks, *, rows, bp, interpret, name):
+  """pallas_call over `bp // rows` programs; every block is the whole array but for its last axis, `rows` of the
+  program's atoms (a 1-D block: the whole array). interpret None: chosen where the computation is lowered."""
   from jax.experimental import pallas as pl
   from jax.experimental.pallas import triton as plgpu
 
-  def spec(shape, axis):
-    if axis is None:
-      return pl.BlockSpec(tuple(shape), lambda i, n=len(shape): (0,) * n)
-    block = tuple(rows if a == axis else d for a, d in enumerate(shape))
-    return pl.BlockSpec(block, lambda i, n=len(shape), axis=axis: tuple(i if a == axis else 0 for a in range(n)))
+  def spec(shape):
+    if len(shape) == 1:
+      return pl.BlockSpec(shape, lambda i: (0,))
+    return pl.BlockSpec(tuple(shape[:-1]) + (rows,), lambda i, n=len(shape): (0,) * (n - 1) + (i,))
 
   def call(interpret, *args):
     return pl.pallas_call(
         kernel, out_shape=[jax.ShapeDtypeStruct(s, args[0].dtype) for s in out_shapes], grid=(bp // rows,),
-        in_specs=[spec(a.shape, ax) for a, ax in zip(args, row_axes)],
-        out_specs=[spec(s, ax) for s, ax in zip(out_shapes, out_row_axes)], interpret=interpret,
+        in_specs=[spec(s) for s in in_blocks], out_specs=[spec(s) for s in out_blocks], interpret=interpret,
         compiler_params=plgpu.CompilerParams(num_warps=NUM_WARPS or max(4, rows // 16),
                                              num_stages=NUM_STAGES),
         name=name)(*args)
@@ -192,37 +183,37 @@ def gaussian_sums(r: Array, wv: Array, r_s: Array, eta: Array, *, rows: int | No
   if cols < 1:
     raise ValueError(f"COLUMNS must be a positive number of neighbour columns, got {COLUMNS}")
   mp = -(-m // cols) * cols  # columns padded to whole iterations: r = 1, weight 0, so they add nothing
-  r = _pad_to(r, (b, mp), 1)
-  rows, pieces, kp, bp, r, r_s, eta = _layout(r, r_s, eta, rows)
+  r = jnp.pad(r, ((0, 0), (0, mp - m)), constant_values=1)
+  rows, pieces, kp, bp, r_t, r_s, eta = _layout(r, r_s, eta, rows)
   if m == 0 or b == 0:
     return jnp.zeros((b, c, k), dtype)
-  wv = _pad_to(wv, (c, bp, mp))
+  wv_t = jnp.pad(jnp.swapaxes(wv, 1, 2), ((0, 0), (0, mp - m), (0, bp - b)))
 
   def kernel(r_ref, wv_ref, rs_ref, eta_ref, o_ref):
-    centres = [(rs_ref[pl.ds(o, p)][None, :], eta_ref[pl.ds(o, p)][None, :]) for o, p in pieces]
+    centres = [(rs_ref[pl.ds(o, p)][:, None], eta_ref[pl.ds(o, p)][:, None]) for o, p in pieces]
 
     def body(i, acc):
       out = list(acc)
       for t in range(cols):  # the same order of additions as one column an iteration
         j = i * cols + t
-        rj = r_ref[:, pl.ds(j, 1)]  # (rows, 1): neighbour column j of the program's atoms
-        w = [wv_ref[x, :, pl.ds(j, 1)] for x in range(c)]
+        rj = r_ref[pl.ds(j, 1), :]  # (1, rows): neighbour column j of the program's atoms
+        w = [wv_ref[x, pl.ds(j, 1), :] for x in range(c)]
         for q, (rs, et) in enumerate(centres):
-          d = rj - rs  # (rows, piece)
+          d = rj - rs  # (piece, rows)
           g = jnp.exp(-et * d * d)
           for x in range(c):
             out[q * c + x] = out[q * c + x] + w[x] * g
       return tuple(out)
 
-    init = tuple(jnp.zeros((rows, p), dtype) for _, p in pieces for _ in range(c))
+    init = tuple(jnp.zeros((p, rows), dtype) for _, p in pieces for _ in range(c))
     acc = jax.lax.fori_loop(0, mp // cols, body, init)
     for q, (o, p) in enumerate(pieces):
       for x in range(c):
-        o_ref[:, x, pl.ds(o, p)] = acc[q * c + x]
+        o_ref[x, pl.ds(o, p), :] = acc[q * c + x]
 
-  (out,) = _launch(kernel, (r, wv, r_s, eta), [0, 1, None, None], [(bp, c, kp)], [0], rows=rows, bp=bp,
-                   interpret=interpret, name="uenn_gaussian_sums")
-  return out[:b, :, :k]
+  (out,) = _launch(kernel, (r_t, wv_t, r_s, eta), [r_t.shape, wv_t.shape, (kp,), (kp,)], [(c, kp, bp)],
+                   [(c, kp, bp)], rows=rows, bp=bp, interpret=interpret, name="uenn_gaussian_sums")
+  return jnp.transpose(out[:, :k, :b], (2, 0, 1))
 
 
 def gaussian_sums_vjp(r: Array, ct: Array, r_s: Array, eta: Array, *, rows: int | None = None,
@@ -241,34 +232,35 @@ def gaussian_sums_vjp(r: Array, ct: Array, r_s: Array, eta: Array, *, rows: int 
   """
   from jax.experimental import pallas as pl
   dtype = r.dtype
-  (b, m), c = r.shape, ct.shape[1]
-  rows, pieces, kp, bp, r, r_s, eta = _layout(r, r_s, eta, rows)
+  (b, m), c, k = r.shape, ct.shape[1], r_s.shape[0]
+  rows, pieces, kp, bp, r_t, r_s, eta = _layout(r, r_s, eta, rows)
   if m == 0 or b == 0:
     return jnp.zeros((c, b, m), dtype), jnp.zeros((c, b, m), dtype)
-  ct = _pad_to(ct.astype(dtype), (bp, c, kp))  # the padded centres' cotangent is 0, so they add nothing
+  # (C, kp, bp); the padded centres' cotangent is 0, so they add nothing
+  ct_t = jnp.pad(jnp.transpose(ct.astype(dtype), (1, 2, 0)), ((0, 0), (0, kp - k), (0, bp - b)))
 
   def kernel(r_ref, ct_ref, rs_ref, eta_ref, a_ref, h_ref):
-    centres = [(rs_ref[pl.ds(o, p)][None, :], eta_ref[pl.ds(o, p)][None, :],
-                [ct_ref[:, x, pl.ds(o, p)] for x in range(c)]) for o, p in pieces]
+    centres = [(rs_ref[pl.ds(o, p)][:, None], eta_ref[pl.ds(o, p)][:, None],
+                [ct_ref[x, pl.ds(o, p), :] for x in range(c)]) for o, p in pieces]
 
     def body(j, carry):
-      rj = r_ref[:, pl.ds(j, 1)]  # (rows, 1)
-      a = [jnp.zeros((rows, 1), dtype) for _ in range(c)]
-      h = [jnp.zeros((rows, 1), dtype) for _ in range(c)]
+      rj = r_ref[pl.ds(j, 1), :]  # (1, rows)
+      a = [jnp.zeros((1, rows), dtype) for _ in range(c)]
+      h = [jnp.zeros((1, rows), dtype) for _ in range(c)]
       for rs, et, cts in centres:
-        d = rs - rj  # (rows, piece)
+        d = rs - rj  # (piece, rows)
         g = jnp.exp(-et * d * d)
         gd = et * d * g
         for x in range(c):
-          a[x] = a[x] + jnp.sum(cts[x] * g, axis=1, keepdims=True)
-          h[x] = h[x] + jnp.sum(cts[x] * gd, axis=1, keepdims=True)
+          a[x] = a[x] + jnp.sum(cts[x] * g, axis=0, keepdims=True)
+          h[x] = h[x] + jnp.sum(cts[x] * gd, axis=0, keepdims=True)
       for x in range(c):
-        a_ref[x, :, pl.ds(j, 1)] = a[x]
-        h_ref[x, :, pl.ds(j, 1)] = h[x]
+        a_ref[x, pl.ds(j, 1), :] = a[x]
+        h_ref[x, pl.ds(j, 1), :] = h[x]
       return carry
 
     jax.lax.fori_loop(0, m, body, 0)
 
-  a, h = _launch(kernel, (r, ct, r_s, eta), [0, 0, None, None], [(c, bp, m)] * 2, [1, 1], rows=rows, bp=bp,
-                 interpret=interpret, name="uenn_gaussian_sums_vjp")
-  return a[:, :b], h[:, :b]
+  a, h = _launch(kernel, (r_t, ct_t, r_s, eta), [r_t.shape, ct_t.shape, (kp,), (kp,)], [(c, m, bp)] * 2,
+                 [(c, m, bp)] * 2, rows=rows, bp=bp, interpret=interpret, name="uenn_gaussian_sums_vjp")
+  return jnp.swapaxes(a[:, :, :b], 1, 2), jnp.swapaxes(h[:, :, :b], 1, 2)
