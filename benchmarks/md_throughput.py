@@ -66,7 +66,9 @@ def define_flags() -> None:
                     "XLA's form or the fused kernel; network and conservative take the default, sum_kernel "
                     "'auto': the kernel on an NVIDIA GPU, XLA's form elsewhere); network_tf32, network_bf16, "
                     "network_bf16x3, network_bf16x6, network_bf16x9, network_tf32x3 (the network's products at that "
-                    "precision, `layers.PRECISIONS`, instead of Precision.HIGHEST).")
+                    "precision, `layers.PRECISIONS`, instead of Precision.HIGHEST); network_materialized, "
+                    "conservative_materialized (the fused kernels with the pair terms written atoms-first before "
+                    "their transposes, `kernels.MATERIALIZE`).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/md_throughput.json).")
 
 R_CUT = 10.0
@@ -210,6 +212,26 @@ def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_
               **({"profile": ops} if ops else {}))
 
 
+def with_kernel_knobs(builder, **knobs):
+  """`builder` whose force function is traced with `unitary_enn.kernels`' constants set to `knobs` (the kernels
+  read them where they are traced, so each call, and so each jit trace, runs under them)."""
+  import contextlib
+  from unittest import mock
+
+  from unitary_enn import kernels
+
+  def build(*args, **kwargs):
+    force_fn = builder(*args, **kwargs)
+
+    def force(*a, **k):
+      with contextlib.ExitStack() as stack:
+        for name, value in knobs.items():
+          stack.enter_context(mock.patch.object(kernels, name, value))
+        return force_fn(*a, **k)
+    return force
+  return build
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -250,6 +272,9 @@ def main(argv):
   for kernel in ("xla", "pallas"):
     builders[f"network_{kernel}"] = functools.partial(builders["network"], sum_kernel=kernel)
     builders[f"conservative_{kernel}"] = functools.partial(builders["conservative"], sum_kernel=kernel)
+  # The fused kernels with the pair terms written atoms-first before their transposes (`kernels.MATERIALIZE`)
+  for name in ("network", "conservative"):
+    builders[f"{name}_materialized"] = with_kernel_knobs(builders[f"{name}_pallas"], MATERIALIZE=True)
   unknown = set(FLAGS.drivers) - set(builders)
   if unknown:
     raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected some of {sorted(builders)}")

@@ -236,12 +236,14 @@ def test_network_forces_and_conservative_forces_through_the_fused_sums_equal_xla
     assert _max_rel(got, want) < tol, model.forces
 
 
-@pytest.mark.parametrize("columns", [1, 4])
-def test_fused_sums_lower_to_triton_for_an_nvidia_gpu(monkeypatch, columns):
+@pytest.mark.parametrize("columns,materialize", [(1, False), (4, False), (1, True)])
+def test_fused_sums_lower_to_triton_for_an_nvidia_gpu(monkeypatch, columns, materialize):
   """What Triton refuses (array sizes that are not powers of two, unsupported operations) is refused when the kernel
   is lowered, which needs no GPU: the descriptor sums and their gradient lowered for CUDA hold the Triton kernels
-  (also with 4 neighbour columns an iteration, `kernels.COLUMNS`)."""
+  (also with 4 neighbour columns an iteration, `kernels.COLUMNS`, and with the pair terms materialized first,
+  `kernels.MATERIALIZE`)."""
   monkeypatch.setattr(kernels, "COLUMNS", columns)
+  monkeypatch.setattr(kernels, "MATERIALIZE", materialize)
   pos, _ = _system(40)
   disp, _ = neighbors.periodic_space(SIDE)
   neighbor_fn, fused = descriptors.vector_descriptors_neighbor_list(disp, SIDE, r_s=R_S, eta=100.0, r_cut=R_CUT,
@@ -279,3 +281,22 @@ def test_md_with_the_fused_sums_follows_xlas_trajectory():
   moved = float(np.abs(runs[0].positions[-1] - runs[0].positions[0]).max())
   assert moved > 1e-3
   assert float(np.abs(runs[1].positions - runs[0].positions).max()) < 1e-9 * max(moved, 1.0)
+
+
+def test_materialized_pair_terms_give_the_same_sums_forces_and_triton_kernels(monkeypatch):
+  """`kernels.MATERIALIZE` (the pair terms behind an optimization barrier before the kernels' transposes) changes
+  where XLA computes them, not what: the same sums and conservative forces as without it, and the traced sums and
+  gradient still hold the two kernels (the GPU lowering test runs with it on too)."""
+  jax.config.update("jax_enable_x64", True)
+  pos, _ = _system(40)
+  disp, _ = neighbors.periodic_space(SIDE)
+  nbrs = partition.neighbor_list(disp, SIDE, R_CUT).allocate(pos)
+  model = md_throughput.random_conservative_model("float64", seed=3)
+  force = jax.jit(models.many_body_force_fn(model, disp, sum_kernel="pallas"))
+  want = np.asarray(force(pos, nbrs))
+  monkeypatch.setattr(kernels, "MATERIALIZE", True)
+  fresh = models.many_body_force_fn(model, disp, sum_kernel="pallas")
+  got = np.asarray(jax.jit(fresh)(pos, nbrs))
+  assert np.max(np.abs(want)) > 1e-6 and _max_rel(got, want) < 1e-12
+  jaxpr = str(jax.make_jaxpr(fresh)(pos, nbrs))
+  assert "optimization_barrier" in jaxpr and jaxpr.count("uenn_gaussian_sums") >= 2

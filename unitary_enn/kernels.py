@@ -43,6 +43,11 @@ NUM_WARPS = None  # warps per program; None: max(4, ROWS // 16), about 60-120 ac
 NUM_STAGES = 1  # Triton's software pipelining of the loop over neighbour columns (1: none)
 COLUMNS = 1  # neighbour columns per iteration of `gaussian_sums`' loop (more work in flight per iteration)
 MIN_PIECE = 16  # smallest piece of the centres (Triton's minimum useful tile)
+# Pair terms written atoms-first, as XLA computes them, before the kernels' transposes (an optimization barrier
+# that keeps XLA from moving the transposes up into the pair terms, which it then computes reading the neighbour
+# list across its rows: 19.5 ms of a 63 ms step on the H200). Off until a GPU measures it
+# (`benchmarks.md_throughput --drivers=network,network_materialized`).
+MATERIALIZE = False
 SUM_KERNELS = ("auto", "xla", "pallas")
 
 
@@ -183,6 +188,8 @@ def gaussian_sums(r: Array, wv: Array, r_s: Array, eta: Array, *, rows: int | No
   if cols < 1:
     raise ValueError(f"COLUMNS must be a positive number of neighbour columns, got {COLUMNS}")
   mp = -(-m // cols) * cols  # columns padded to whole iterations: r = 1, weight 0, so they add nothing
+  if MATERIALIZE:
+    r, wv = jax.lax.optimization_barrier((r, wv))
   r = jnp.pad(r, ((0, 0), (0, mp - m)), constant_values=1)
   rows, pieces, kp, bp, r_t, r_s, eta = _layout(r, r_s, eta, rows)
   if m == 0 or b == 0:
@@ -233,6 +240,8 @@ def gaussian_sums_vjp(r: Array, ct: Array, r_s: Array, eta: Array, *, rows: int 
   from jax.experimental import pallas as pl
   dtype = r.dtype
   (b, m), c, k = r.shape, ct.shape[1], r_s.shape[0]
+  if MATERIALIZE:
+    r = jax.lax.optimization_barrier(r)
   rows, pieces, kp, bp, r_t, r_s, eta = _layout(r, r_s, eta, rows)
   if m == 0 or b == 0:
     return jnp.zeros((c, b, m), dtype), jnp.zeros((c, b, m), dtype)
