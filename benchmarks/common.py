@@ -60,6 +60,18 @@ def time_fn(fn: Callable[[], object], repeats: int = 5, min_time: float = 0.2) -
   return dict(median_s=statistics.median(times), min_s=min(times), max_s=max(times), repeats=repeats)
 
 
+def kernel_knobs(stack, **knobs) -> None:
+  """Enter patches of `unitary_enn.kernels`' module constants (`ROWS`, `NUM_STAGES`, `NUM_WARPS`, `COLUMNS`,
+  `MATERIALIZE`) on a `contextlib.ExitStack`; a None or 0 leaves the constant as it is. The kernels read them where
+  they are traced, so a function traced inside the stack runs under them."""
+  from unittest import mock
+
+  from unitary_enn import kernels
+  for name, value in knobs.items():
+    if value:
+      stack.enter_context(mock.patch.object(kernels, name, value))
+
+
 def write_result(name: str, record: dict, out: str | None = None) -> str:
   """Write `record` with the machine, versions and command line to `out` (default results/NAME.json)."""
   from unitary_enn import files

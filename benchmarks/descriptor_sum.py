@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from benchmarks.common import write_result
+from benchmarks.common import kernel_knobs, write_result
 
 FLAGS = flags.FLAGS
 
@@ -158,14 +158,8 @@ def _jitted(f, patches):
 
 
 def _kernel_knobs(stack, rows=None, stages=None, warps=None, columns=None):
-  """Enter patches of the fused kernel's tuning constants (`kernels.ROWS`, `NUM_STAGES`, `NUM_WARPS`, `COLUMNS`)
-  on a `contextlib.ExitStack`; a None or 0 leaves the constant as it is."""
-  from unittest import mock
-
-  from unitary_enn import kernels
-  for name, value in (("ROWS", rows), ("NUM_STAGES", stages), ("NUM_WARPS", warps), ("COLUMNS", columns)):
-    if value:
-      stack.enter_context(mock.patch.object(kernels, name, int(value)))
+  """The fused kernel's tuning constants for one variant, patched on `stack` (`common.kernel_knobs`)."""
+  kernel_knobs(stack, ROWS=rows, NUM_STAGES=stages, NUM_WARPS=warps, COLUMNS=columns)
 
 
 def pallas_variant(spec: str) -> dict:

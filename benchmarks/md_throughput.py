@@ -32,7 +32,7 @@ import time
 
 from absl import app, flags
 
-from benchmarks.common import fit_exponent, time_fn, write_result
+from benchmarks.common import fit_exponent, kernel_knobs, time_fn, write_result
 
 FLAGS = flags.FLAGS
 
@@ -213,20 +213,16 @@ def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_
 
 
 def with_kernel_knobs(builder, **knobs):
-  """`builder` whose force function is traced with `unitary_enn.kernels`' constants set to `knobs` (the kernels
-  read them where they are traced, so each call, and so each jit trace, runs under them)."""
+  """`builder` whose force function is traced with `unitary_enn.kernels`' constants set to `knobs`
+  (`common.kernel_knobs`: each call, and so each jit trace, runs under them)."""
   import contextlib
-  from unittest import mock
-
-  from unitary_enn import kernels
 
   def build(*args, **kwargs):
     force_fn = builder(*args, **kwargs)
 
     def force(*a, **k):
       with contextlib.ExitStack() as stack:
-        for name, value in knobs.items():
-          stack.enter_context(mock.patch.object(kernels, name, value))
+        kernel_knobs(stack, **knobs)
         return force_fn(*a, **k)
     return force
   return build

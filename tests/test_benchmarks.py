@@ -182,3 +182,20 @@ def test_precision_benchmark_measures_float32_error_and_equivariance_and_reports
     assert "failed" in rows["tf32"] and "TF32" in rows["tf32"]["failed"]
   else:
     assert "failed" in rows["tf32"] or rows["tf32"]["error"] < 0.1
+
+
+def test_md_drivers_trace_under_their_kernel_knobs_and_leave_them_as_they_were():
+  """`network_materialized` is `network_pallas` traced with `kernels.MATERIALIZE` on: its force function holds the
+  optimization barrier, the plain one does not, and the constant is back to its value after each call."""
+  from unitary_enn import kernels
+  side = 16.0
+  pos = jnp.asarray(structures.random_box(side, max_atoms=20, seed=1), jnp.float32)
+  disp, _ = neighbors.periodic_space(side)
+  nbr = neighbors.NeighborManager(disp, side, md_throughput.R_CUT).allocate(pos)
+  model = md_throughput.random_model("float32")
+  plain = models.many_body_force_fn(model, disp, sum_kernel="pallas")
+  knobbed = md_throughput.with_kernel_knobs(
+      lambda d: models.many_body_force_fn(model, d, sum_kernel="pallas"), MATERIALIZE=True)(disp)
+  assert "optimization_barrier" in str(jax.make_jaxpr(knobbed)(pos, nbr))
+  assert kernels.MATERIALIZE is False
+  assert "optimization_barrier" not in str(jax.make_jaxpr(plain)(pos, nbr))
