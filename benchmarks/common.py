@@ -62,14 +62,16 @@ def time_fn(fn: Callable[[], object], repeats: int = 5, min_time: float = 0.2) -
 
 def kernel_knobs(stack, **knobs) -> None:
   """Enter patches of `unitary_enn.kernels`' module constants (`ROWS`, `NUM_STAGES`, `NUM_WARPS`, `COLUMNS`,
-  `MATERIALIZE`) on a `contextlib.ExitStack`; a None or 0 leaves the constant as it is. The kernels read them where
-  they are traced, so a function traced inside the stack runs under them."""
+  `MATERIALIZE`) and `unitary_enn.layers`' forms (`UNROLL_NORMS`, `ONE_PRODUCT`) on a `contextlib.ExitStack`; a
+  None or 0 leaves the constant as it is. The code reads them where it is traced, so a function traced inside the
+  stack runs under them."""
   from unittest import mock
 
-  from unitary_enn import kernels
+  from unitary_enn import kernels, layers
   for name, value in knobs.items():
     if value:
-      stack.enter_context(mock.patch.object(kernels, name, value))
+      module = layers if name in ("UNROLL_NORMS", "ONE_PRODUCT") else kernels
+      stack.enter_context(mock.patch.object(module, name, value))
 
 
 def write_result(name: str, record: dict, out: str | None = None) -> str:

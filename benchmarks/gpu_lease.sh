@@ -3,14 +3,17 @@
 # `.device/on-gpu.sh`, which sets $OUT). Leases 5-7 (benchmarks/RESULTS.md) found that the glue around the fused
 # kernel, not the kernel, costs most of the descriptor sums (19.5 of 28.5 ms a step at 1M atoms): XLA computes
 # the pair terms transposed for the kernel's columns-first layout. `kernels.MATERIALIZE` writes them atoms-first
-# first; this call measures it. Phases:
+# first; this call measures it. Lease 7 also saw 15.8 ms of the network's elementwise work (norms, eq. 9, softsign,
+# x W + e b's sum) in many small kernels: `layers.UNROLL_NORMS` and `layers.ONE_PRODUCT` (the "fused" drivers) are
+# the forms written for that. Phases:
 #  1. on a quiet GPU, network MD beside lj/cut at 1M atoms (benchmarks.md_throughput): the default (the fused
-#     kernel), the same with the pair terms materialized, and both conservative forms; a driver that fails is
-#     reported and the others still run;
-#  2. one chunk of the materialized form under jax's profiler with XLA's command buffers off (they hide the
-#     kernels from the trace), its 40 costliest kernels per step;
+#     kernel), the same with the pair terms materialized, with the layers' fused forms, with both, and the
+#     conservative forms; a driver that fails is reported and the others still run;
+#  2. one chunk of the materialized forms, without and with the layers' fused forms, under jax's profiler with
+#     XLA's command buffers off (they hide the kernels from the trace), the 40 costliest kernels per step;
 #  3. the tests no lease has run on the GPU (tests_not_reached.txt: test_benchmarks' profile and precision tests,
-#     test_training's compile check), tests/test_kernels.py and tests/test_precision.py;
+#     test_training's compile check), tests/test_kernels.py, tests/test_precision.py and tests/test_layers.py (the
+#     layers' forms);
 #  4. in the time left, the whole suite with jax's defaults (-v, so that a run cut short still says which tests
 #     passed); with SIDE_RUNS=1, beside it (so on a shared GPU), experiments.cross_md :paper with the many_body
 #     model carried in $CROSS_MODEL (CROSS_ARGS adds flags, e.g. "--config.thermalize_format=dense
@@ -43,20 +46,20 @@ fi
 
 echo "== 1. md at $cells cells ($(left) s left)"
 timeout "${MD_T:-230}" python -m benchmarks.md_throughput --cells="$cells" --steps=20 --repeats=3 \
-  --drivers="${MD_DRIVERS:-lj_cut,network,network_materialized,conservative,conservative_materialized}" \
+  --drivers="${MD_DRIVERS:-lj_cut,network,network_materialized,network_fused,network_fused_materialized,conservative,conservative_materialized,conservative_fused_materialized}" \
   --out="$O/md_throughput.json" > "$O/md.log" 2>&1
 echo "md exit $?"; grep "md_throughput:" "$O/md.log"
 
 echo "== 2. profile ($(left) s left)"
-XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout "${PROF_T:-80}" python -m benchmarks.md_throughput \
-  --cells="$cells" --steps=10 --repeats=1 --drivers="${PROFILE_DRIVERS:-network_materialized}" \
+XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout "${PROF_T:-130}" python -m benchmarks.md_throughput \
+  --cells="$cells" --steps=10 --repeats=1 --drivers="${PROFILE_DRIVERS:-network_materialized,network_fused_materialized}" \
   --profile="${PROFILE_TOP:-40}" --out="$O/md_profile.json" > "$O/md_profile.log" 2>&1
-echo "profile exit $?"; quiet "$O/md_profile.log" | grep -v "^md_throughput: wrote" | head -45
+echo "profile exit $?"; quiet "$O/md_profile.log" | grep -v "^md_throughput: wrote" | head -90
 
 echo "== 3. tests not yet run on a GPU ($(left) s left)"
 mapfile -t ids < "$here/tests_not_reached.txt"
-timeout "${FIRST_TESTS_T:-100}" python -m pytest -v -p no:cacheprovider -n "${WORKERS:-14}" --tb=short -rfE \
-  "${ids[@]}" tests/test_kernels.py tests/test_precision.py > "$O/tests_first.log" 2>&1
+timeout "${FIRST_TESTS_T:-120}" python -m pytest -v -p no:cacheprovider -n "${WORKERS:-14}" --tb=short -rfE \
+  "${ids[@]}" tests/test_kernels.py tests/test_precision.py tests/test_layers.py > "$O/tests_first.log" 2>&1
 echo "tests exit $?"; grep -h "FAILED\|ERROR\| passed\| failed" "$O/tests_first.log" | tail -15
 
 t=$(( $(left) - 20 )); echo "== 4. suite${SIDE_RUNS:+, cross_md :${CROSS_CONFIG:-paper}, four_body_md :${FOURMD_TRAIN:-accurate}} ($t s)"

@@ -68,7 +68,9 @@ def define_flags() -> None:
                     "network_bf16x3, network_bf16x6, network_bf16x9, network_tf32x3 (the network's products at that "
                     "precision, `layers.PRECISIONS`, instead of Precision.HIGHEST); network_materialized, "
                     "conservative_materialized (the fused kernels with the pair terms written atoms-first before "
-                    "their transposes, `kernels.MATERIALIZE`).")
+                    "their transposes, `kernels.MATERIALIZE`); network_fused, conservative_fused (the layers' norms "
+                    "summed coordinate by coordinate and x W + e b as one product, `layers.UNROLL_NORMS` and "
+                    "`layers.ONE_PRODUCT`), network_fused_materialized, conservative_fused_materialized (both).")
   flags.DEFINE_string("out", None, "JSON path (default benchmarks/results/md_throughput.json).")
 
 R_CUT = 10.0
@@ -213,8 +215,8 @@ def time_md(force_builder, positions, box, *, steps: int, repeats: int, fmt, dr_
 
 
 def with_kernel_knobs(builder, **knobs):
-  """`builder` whose force function is traced with `unitary_enn.kernels`' constants set to `knobs`
-  (`common.kernel_knobs`: each call, and so each jit trace, runs under them)."""
+  """`builder` whose force function is traced with `unitary_enn.kernels`' constants and `unitary_enn.layers`' forms
+  set to `knobs` (`common.kernel_knobs`: each call, and so each jit trace, runs under them)."""
   import contextlib
 
   def build(*args, **kwargs):
@@ -271,6 +273,12 @@ def main(argv):
   # The fused kernels with the pair terms written atoms-first before their transposes (`kernels.MATERIALIZE`)
   for name in ("network", "conservative"):
     builders[f"{name}_materialized"] = with_kernel_knobs(builders[f"{name}_pallas"], MATERIALIZE=True)
+  # The layers' elementwise work in the forms written for GPUs (`layers.UNROLL_NORMS`, `layers.ONE_PRODUCT`), alone
+  # and with the pair terms materialized
+  for name in ("network", "conservative"):
+    builders[f"{name}_fused"] = with_kernel_knobs(builders[name], UNROLL_NORMS=True, ONE_PRODUCT=True)
+    builders[f"{name}_fused_materialized"] = with_kernel_knobs(builders[f"{name}_pallas"], UNROLL_NORMS=True,
+                                                               ONE_PRODUCT=True, MATERIALIZE=True)
   unknown = set(FLAGS.drivers) - set(builders)
   if unknown:
     raise app.UsageError(f"unknown --drivers {sorted(unknown)}; expected some of {sorted(builders)}")

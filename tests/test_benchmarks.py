@@ -186,8 +186,9 @@ def test_precision_benchmark_measures_float32_error_and_equivariance_and_reports
 
 def test_md_drivers_trace_under_their_kernel_knobs_and_leave_them_as_they_were():
   """`network_materialized` is `network_pallas` traced with `kernels.MATERIALIZE` on: its force function holds the
-  optimization barrier, the plain one does not, and the constant is back to its value after each call."""
-  from unitary_enn import kernels
+  optimization barrier, the plain one does not, and the constant is back to its value after each call; likewise
+  `network_fused` with the layers' forms (one product per layer, the same forces to rounding)."""
+  from unitary_enn import kernels, layers
   side = 16.0
   pos = jnp.asarray(structures.random_box(side, max_atoms=20, seed=1), jnp.float32)
   disp, _ = neighbors.periodic_space(side)
@@ -199,3 +200,13 @@ def test_md_drivers_trace_under_their_kernel_knobs_and_leave_them_as_they_were()
   assert "optimization_barrier" in str(jax.make_jaxpr(knobbed)(pos, nbr))
   assert kernels.MATERIALIZE is False
   assert "optimization_barrier" not in str(jax.make_jaxpr(plain)(pos, nbr))
+  # network_fused: the layers' forms (`layers.ONE_PRODUCT`: one product per layer instead of two), then restored
+  fused = md_throughput.with_kernel_knobs(lambda d: models.many_body_force_fn(model, d), UNROLL_NORMS=True,
+                                          ONE_PRODUCT=True)(disp)
+  dots = lambda f: str(jax.make_jaxpr(f)(pos, nbr)).count("dot_general[")
+  n_layers = len(model.sizes) - 1
+  default = models.many_body_force_fn(model, disp)
+  assert dots(fused) == dots(default) - n_layers
+  assert layers.ONE_PRODUCT is False and layers.UNROLL_NORMS is False
+  want = default(pos, nbr)
+  np.testing.assert_allclose(fused(pos, nbr), want, rtol=0, atol=1e-5 * float(jnp.abs(want).max()))

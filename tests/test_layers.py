@@ -23,6 +23,19 @@ def _random(key, shape, dtype):
   return jax.random.normal(key, shape, dtype)
 
 
+FORMS = {"plain": (False, False), "unrolled_norms": (True, False), "one_product": (False, True),
+         "both": (True, True)}
+
+
+@pytest.fixture(params=list(FORMS))
+def form(request, monkeypatch):
+  """Each form of the layer's elementwise work (`layers.UNROLL_NORMS`, `layers.ONE_PRODUCT`), set for the test."""
+  unroll, one = FORMS[request.param]
+  monkeypatch.setattr(layers, "UNROLL_NORMS", unroll)
+  monkeypatch.setattr(layers, "ONE_PRODUCT", one)
+  return request.param
+
+
 def _layer(key, m_in, m_out, dtype):
   k1, k2 = jax.random.split(key)
   p = uenn.init_dense(k1, m_in, m_out, dtype)
@@ -32,7 +45,7 @@ def _layer(key, m_in, m_out, dtype):
 
 @pytest.mark.parametrize("dtype", COMPLEX)
 @pytest.mark.parametrize("n", [2, 3, 5])
-def test_dense_layer_is_unitary_equivariant(n, dtype):
+def test_dense_layer_is_unitary_equivariant(n, dtype, form):
   key = jax.random.PRNGKey(n)
   p = _layer(key, 4, 6, dtype)
   x = _random(jax.random.PRNGKey(10 + n), (7, n, 4), dtype)
@@ -82,7 +95,7 @@ def test_norm_and_unit_vectors_finite_at_zero(dtype):
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.complex64, jnp.float64])
-def test_unit_vectors_near_underflow_are_unit_or_zero_like_the_exact_formula(dtype):
+def test_unit_vectors_near_underflow_are_unit_or_zero_like_the_exact_formula(dtype, form):
   """Columns from 1e-25 to 1e-15 in float32 (1e-160 to 1e-150 in float64), components of mixed sizes, against
   x / ||x|| computed in float64 from x scaled up first (0 below `unit_threshold`): squaring x itself underflowed
   there, which made eq. 9 depend on the backend's flush-to-zero (an H200 and XLA's CPU code disagreed) and gave
@@ -125,7 +138,7 @@ def test_unit_vector_gradient_is_the_projector_over_the_norm():
 
 
 @pytest.mark.parametrize("dtype", [jnp.float64, jnp.complex128])
-def test_layer_value_and_gradient_finite_with_zero_columns(dtype):
+def test_layer_value_and_gradient_finite_with_zero_columns(dtype, form):
   p = _layer(jax.random.PRNGKey(0), 3, 2, dtype)
   x = _random(jax.random.PRNGKey(1), (3, 3), dtype).at[:, 1].set(0)  # one zero input vector
   for inp in (x, jnp.zeros_like(x)):
@@ -140,7 +153,7 @@ def test_layer_value_and_gradient_finite_with_zero_columns(dtype):
 
 
 @pytest.mark.parametrize("dtype", [jnp.complex128, jnp.float64])
-def test_scalar_features_equivariance(dtype):
+def test_scalar_features_equivariance(dtype, form):
   """x' = (x, h) in C^(n+m) is acted on by U' = diag(U, I_m) (Sec. 3.3)."""
   n, m = 3, 2
   p = _layer(jax.random.PRNGKey(5), 4, 5, dtype)
@@ -166,3 +179,56 @@ def test_glorot_init_statistics():
 def test_unknown_activation_name():
   with pytest.raises(ValueError, match="unknown activation 'relu'"):
     uenn.get_activation("relu")
+
+
+@pytest.mark.parametrize("dtype,n_features,eps", [(jnp.float32, 0, 0.0), (jnp.complex64, 2, 0.0),
+                                                   (jnp.float64, 2, 0.3), (jnp.complex128, 0, 0.0)])
+def test_layer_forms_give_the_network_and_its_gradients_to_rounding(dtype, n_features, eps, monkeypatch):
+  """`UNROLL_NORMS` and `ONE_PRODUCT` (written for GPUs) change how the network is computed, not what: its outputs
+  and its gradients with respect to the weights and the input agree with the plain form to the dtype's rounding,
+  for real and complex data, scalar features and smooth unit vectors."""
+  sizes = (5, 8, 6, 2)
+  params = uenn.init_uenn(jax.random.PRNGKey(0), sizes, dtype=dtype)
+  params = [dict(p, b=_random(jax.random.fold_in(jax.random.PRNGKey(1), i), p["b"].shape, dtype))
+            for i, p in enumerate(params)]
+  x = _random(jax.random.PRNGKey(2), (7, 3 + n_features, 5), dtype)
+  x = x.at[0, :3, 1].set(0)  # a zero vector: eq. 9's e = 0 and its gradient path
+  run = lambda p, v: uenn.apply_uenn(p, v, n_features=n_features, eps=eps)
+  loss = lambda p, v: jnp.sum(jnp.abs(run(p, v)) ** 2)
+  results = {}
+  for name, (unroll, one) in FORMS.items():
+    monkeypatch.setattr(layers, "UNROLL_NORMS", unroll)
+    monkeypatch.setattr(layers, "ONE_PRODUCT", one)
+    y = jax.jit(lambda p, v: run(p, v))(params, x)  # a fresh function: traced under this form
+    grads = jax.jit(jax.grad(lambda p, v: loss(p, v), argnums=(0, 1)))(params, x)
+    results[name] = jax.tree.leaves((y, grads))
+  eps_dtype = float(jnp.finfo(dtype).eps)
+  for name in ("unrolled_norms", "one_product", "both"):
+    for got, want in zip(results[name], results["plain"]):
+      got, want = np.asarray(got), np.asarray(want)
+      assert np.all(np.isfinite(got))
+      np.testing.assert_allclose(got, want, rtol=0, atol=64 * eps_dtype * float(np.abs(want).max()),
+                                 err_msg=name)
+
+
+def test_layer_forms_change_the_computation(monkeypatch):
+  """What each form does to the traced network: `UNROLL_NORMS` removes every reduction over the coordinate axis
+  (3 numbers; a long axis, here 12, keeps its reduction), `ONE_PRODUCT` takes one product per layer instead of
+  two, each at full precision."""
+  sizes = (5, 8, 6, 2)
+  params = uenn.init_uenn(jax.random.PRNGKey(0), sizes)
+  x = _random(jax.random.PRNGKey(2), (7, 3, 5), jnp.float32)
+
+  def count(unroll, one, v=x):
+    monkeypatch.setattr(layers, "UNROLL_NORMS", unroll)
+    monkeypatch.setattr(layers, "ONE_PRODUCT", one)
+    eqns = jax.make_jaxpr(lambda p, v: uenn.apply_uenn(p, v))(params, v).jaxpr.eqns
+    dots = [e for e in eqns if e.primitive.name == "dot_general"]
+    assert all(e.params["precision"] == (jax.lax.Precision.HIGHEST,) * 2 for e in dots)
+    return sum(e.primitive.name == "reduce_sum" for e in eqns), len(dots)
+
+  plain_reductions, plain_dots = count(False, False)
+  assert plain_dots == 2 * (len(sizes) - 1) and plain_reductions > 0
+  assert count(True, False) == (0, plain_dots)
+  assert count(False, True) == (plain_reductions, len(sizes) - 1)
+  assert count(True, True, _random(jax.random.PRNGKey(3), (7, 12, 5), jnp.float32))[0] == plain_reductions

@@ -18,6 +18,10 @@ into 3 bfloat16 (2 TensorFloat-32) pieces and add 3, 6 or 9 of their products on
 TensorFloat-32. `benchmarks.precision` measures each one's error and speed on the default device. float64 products
 are always exact.
 
+Two forms of the layer's elementwise work, written for GPUs and off (`UNROLL_NORMS`, `ONE_PRODUCT`): every
+figure of benchmarks/RESULTS.md and README.md was computed without them. They give the same values to float32
+rounding, not to the bit (XLA's CPU code contracts the unrolled squares into fused multiply-adds).
+
 Smooth unit vectors (a departure from eq. 9, off by default): with `eps > 0` the unit vector of the `e b` term
 is e = x / sqrt(||x||^2 + eps^2), continuous (and smooth) at x = 0, where eq. 9's x / ||x|| jumps; `eps` is in
 the units of the layer's input. docs/decisions.md §14.
@@ -90,6 +94,32 @@ def dot(a: Array, b: Array, precision=None) -> Array:
   return jnp.matmul(a, b, precision=resolve_precision(precision, jnp.result_type(a, b)))
 
 
+# On the H200 (lease 7, benchmarks/RESULTS.md "Leases 5-7") the network's work besides its products took 15.8 ms
+# of a 62.7-76 ms network MD step at 1M atoms: each norm over the coordinate axis was a reduction kernel of its
+# own, with the compares and selects of eq. 9 and softsign in further kernels, and x W + e b's sum a kernel that
+# read both products. Reading each layer's input and writing its output once would be about 2-4 ms. Neither form
+# below has been timed on a GPU yet (benchmarks/gpu_lease.sh does); on 2 CPU cores both together made network MD
+# 1.07-1.08x faster but four-atom training 0.90x (benchmarks/RESULTS.md, "The layers' elementwise work").
+UNROLL_NORMS = False  # True: ||x||^2 over a coordinate axis of at most 8 as a sum of slices, which XLA fuses
+ONE_PRODUCT = False  # True: x W + e b as one product [x, e] [W; b] (no sum of two products afterwards)
+_UNROLLED_AXIS = 8
+
+
+def squared_norm(x: Array, axis: int = -2, keepdims: bool = True) -> Array:
+  """sum_i |x_i|^2 over `axis` (real): as one reduction, or with `UNROLL_NORMS` on an axis of at most 8 numbers
+  as a sum of its slices, elementwise work that XLA can fuse with what reads and writes x (the same value to
+  float32 rounding)."""
+  axis = axis % x.ndim
+  if not UNROLL_NORMS or x.shape[axis] > _UNROLLED_AXIS:
+    return jnp.sum(jnp.real(x * jnp.conj(x)), axis=axis, keepdims=keepdims)
+  total = None
+  for i in range(x.shape[axis]):
+    v = jax.lax.index_in_dim(x, i, axis, keepdims)
+    sq = jnp.real(v) * jnp.real(v) + jnp.imag(v) * jnp.imag(v) if jnp.iscomplexobj(v) else v * v
+    total = sq if total is None else total + sq
+  return total
+
+
 def safe_norm(x: Array, axis: int = -2, keepdims: bool = True) -> Array:
   """Euclidean (complex modulus) norm ||v|| = sqrt(sum_i |v_i|^2) with a finite gradient at 0.
 
@@ -102,7 +132,7 @@ def safe_norm(x: Array, axis: int = -2, keepdims: bool = True) -> Array:
     Real array of norms; the gradient at a zero vector is 0 instead of NaN.
   """
   x = _vectors("x", x, axis)
-  sq = jnp.sum(jnp.real(x * jnp.conj(x)), axis=axis, keepdims=keepdims)
+  sq = squared_norm(x, axis, keepdims)
   positive = sq > 0
   # The inner `where` keeps sqrt's derivative away from 0 in the branch that is discarded, so the
   # gradient of the masked branch is 0 rather than 0 * inf = NaN.
@@ -133,7 +163,7 @@ def unit_vectors(x: Array, axis: int = -2) -> Array:
   large = norm >= tau / float(np.finfo(real).eps)  # ||x||^2 >= tiny / eps^2
   plain = jnp.where(large, x / jnp.where(large, norm, 1.0), 0.0)  # the expression of before, to the bit
   y = jnp.where(large, 0.0, x) * jnp.asarray(1.0 / tau, real).astype(x.dtype)  # exact: a power of 2
-  sq_y = jnp.sum(jnp.real(y * jnp.conj(y)), axis=axis, keepdims=True)
+  sq_y = squared_norm(y, axis)
   kept = sq_y >= 1.0  # ||x|| >= unit_threshold
   scaled = jnp.where(kept, y / jnp.sqrt(jnp.where(kept, sq_y, 1.0)).astype(x.dtype), 0.0)
   return jnp.where(large, plain, scaled)
@@ -146,7 +176,7 @@ def smooth_unit_vectors(x: Array, eps: float, axis: int = -2) -> Array:
   """
   x = _vectors("x", x, axis)
   eps = checks.positive("eps", eps)
-  sq = jnp.sum(jnp.real(x * jnp.conj(x)), axis=axis, keepdims=True)
+  sq = squared_norm(x, axis)
   return x * jax.lax.rsqrt(sq + jnp.asarray(eps, sq.dtype) ** 2)
 
 
@@ -230,6 +260,8 @@ def equivariant_dense(params: dict[str, Array], x: Array, n_features: int = 0, *
     raise ValueError(f"x has shape {tuple(x.shape)}, expected (..., n + n_features, {params['W'].shape[0]}): the "
                      "last axis holds the input vectors")
   e = augmented_unit_vectors(x, n_features, eps)
+  if ONE_PRODUCT:
+    return dot(jnp.concatenate([x, e], axis=-1), jnp.concatenate([params["W"], params["b"]], axis=0), precision)
   return dot(x, params["W"], precision) + dot(e, params["b"], precision)
 
 
