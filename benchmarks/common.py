@@ -70,7 +70,7 @@ def kernel_knobs(stack, **knobs) -> None:
   from unitary_enn import kernels, layers
   for name, value in knobs.items():
     if value:
-      module = layers if name in ("UNROLL_NORMS", "ONE_PRODUCT") else kernels
+      module = layers if hasattr(layers, name) else kernels
       stack.enter_context(mock.patch.object(module, name, value))
 
 
