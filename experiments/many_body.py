@@ -126,8 +126,17 @@ def box_energies(boxes, pairs, r_cut: float):
   return np.asarray(out)
 
 
-def train_conservative(config, workdir: str, ds: dict, bases: dict, net_basis: str, dtype) -> dict:
+def train_conservative(config, workdir: str, ds: dict, bases: dict, net_basis: str, dtype, energies: dict | None = None,
+                       label: str = "many_body") -> dict:
   """Train the conservative many-atom model on whole boxes; returns the parts of results.json it measures.
+
+  Args:
+    energies: split -> the reference energy of each box `(B,)` eV, or None for a split without energies; None
+      (the default) takes the lj/cut energies of the boxes (the Sec. 4.5 target). Energies enter the loss with
+      `config.energy_weight` after a per-atom reference (their least-squares energy per atom over the training
+      boxes) is taken off, and fit the model's offset e_0 afterwards; without training energies e_0 is 0 and no
+      energy error is reported.
+    label: the prefix of the progress lines.
 
   Returns:
     dict(rmse={split: force RMSE eV/A}, predictions={split: (A, 3) forces}, model=the Model, result=TrainResult,
@@ -152,11 +161,23 @@ def train_conservative(config, workdir: str, ds: dict, bases: dict, net_basis: s
   layout = energy.BoxLayout(0, 0)
   for name, split in ds.items():
     layout = layout.union(energy.BoxLayout.fitting(split, pairs[name]))
-  e_ref = {name: box_energies(split, pairs[name], config.r_cut) for name, split in ds.items()}
-  packed = {name: energy.pack_boxes(split, pairs[name], layout, force_scale=s_f, energies=e_ref[name],
-                                    energy_scale=s_e, dtype=np.dtype(config.dtype))
+  if energies is None:
+    e_ref = {name: box_energies(split, pairs[name], config.r_cut) for name, split in ds.items()}
+    what = "pair lists and lj/cut energies"
+  else:
+    e_ref = {name: None if energies.get(name) is None else np.asarray(energies[name], np.float64) for name in ds}
+    what = "pair lists"
+  if config.energy_weight and e_ref["train"] is None:
+    raise ValueError(f"config.energy_weight = {config.energy_weight}, but the training boxes have no energies")
+  counts = {name: split.counts.astype(np.float64) for name, split in ds.items()}
+  # A per-atom reference off the energies the loss sees (for data whose energies are far from 0, e.g. DFT).
+  e_atom = 0.0 if e_ref["train"] is None else float(
+      np.sum(counts["train"] * e_ref["train"]) / np.sum(counts["train"] ** 2))
+  packed = {name: energy.pack_boxes(split, pairs[name], layout, force_scale=s_f, energy_scale=s_e,
+                                    energies=None if e_ref[name] is None else e_ref[name] - counts[name] * e_atom,
+                                    dtype=np.dtype(config.dtype))
             for name, split in ds.items()}
-  print(f"many_body: conservative: pair lists and lj/cut energies of {sum(len(v) for v in pairs.values())} boxes in "
+  print(f"{label}: conservative: {what} of {sum(len(v) for v in pairs.values())} boxes in "
         f"{_time.time() - t0:.0f} s; every box padded to {layout.n_atoms:,} atoms and {layout.n_pairs:,} ordered "
         "pairs", flush=True)
 
@@ -175,7 +196,7 @@ def train_conservative(config, workdir: str, ds: dict, bases: dict, net_basis: s
   kwargs = dict(geometry, descriptor_scale=np.asarray(s_d), scalar_scale=s_s, activation=config.activation,
                 eps=config.eps, precision=config.precision)
   loss_fn = energy.box_loss(kwargs, layout, float(config.energy_weight))
-  print(f"many_body: conservative forces, {n_params:,} parameters {sizes} + head {tuple(config.head_hidden)}"
+  print(f"{label}: conservative forces, {n_params:,} parameters {sizes} + head {tuple(config.head_hidden)}"
         f"{', scalar descriptors as a feature row' if features else ''}, "
         f"{len(ds['train']):,} training atoms in {len(ds['train'].counts)} boxes ({config.batch_size} per step), "
         f"{len(ds['validation']):,} validation, {len(ds['test']):,} test; basis {net_basis}; optimizer "
@@ -194,10 +215,11 @@ def train_conservative(config, workdir: str, ds: dict, bases: dict, net_basis: s
     predictions[name], raw_e[name] = np.concatenate(f_all), np.asarray(e_all)
   rmse = {name: force_rmse(predictions[name], split.forces) for name, split in ds.items()}
   # Least-squares energy offset per atom on the training boxes: min sum_b (E_b - E_model_b - N_b e0)^2.
-  n_train = ds["train"].counts.astype(np.float64)
-  offset = float(np.sum(n_train * (e_ref["train"] - raw_e["train"])) / np.sum(n_train ** 2))
-  e_rmse = {name: float(np.sqrt(np.mean(((raw_e[name] + split.counts * offset - e_ref[name]) / split.counts) ** 2)))
-            for name, split in ds.items()}
+  n_train = counts["train"]
+  offset = 0.0 if e_ref["train"] is None else float(
+      np.sum(n_train * (e_ref["train"] - raw_e["train"])) / np.sum(n_train ** 2))
+  e_rmse = {name: None if e_ref[name] is None else float(np.sqrt(np.mean(
+      ((raw_e[name] + split.counts * offset - e_ref[name]) / split.counts) ** 2))) for name, split in ds.items()}
   scales = dict(inputs=s_d, targets=[s_f], energy=s_e, energy_offset=offset)
   if features:
     scales["feature_inputs"] = s_s

@@ -7,15 +7,21 @@ r"""Train a force model on your own data: any file ASE reads with forces (extend
 
 Data: every frame of `ase.io.read(FILE, ":")` with forces (per-atom "forces" of the file, or its calculator's); one
 or several species; each frame a free cluster (pbc all False) or a cubic periodic cell (pbc all True, cell a *
-identity; the descriptors of this package take one periodic side, docs/decisions.md §9); energies are optional and
-not used (the model predicts forces directly, Sec. 4.5). Frames are split into train / validation / test by
+identity; the descriptors of this package take one periodic side, docs/decisions.md §9); energies are optional: the
+direct model (the default, Sec. 4.5) predicts forces and does not use them; the conservative model
+(`--config=experiments/configs/train_forces.py:conservative`) is fitted to them too (`config.energy_weight`) when
+every training frame has one, and predicts energies. Frames are split into train / validation / test by
 `config.split` unless --validation_data / --test_data give those sets.
 
 Model: the many-body model of experiments/many_body.py, trained by its `train_network` with the loop of
 unitary_enn/training.py: vector descriptors (eq. 51; one block per neighbour species) -> ENN -> force, with the
 closed-form linear map of the descriptors as a linear path beside the network (`config.linear_path`). The basis
 (cutoff, Gaussian centres and width) comes from the config, or is derived from the data's nearest-neighbour
-distances where the config leaves it 0 (`derive_basis`).
+distances where the config leaves it 0 (`derive_basis`). With `config.forces = "conservative"` (one species): an
+atomic energy from the same layers, E = sum over atoms, F = -grad E (`many_body.train_conservative`, trained on
+whole frames; free clusters sit in a box large enough that no image is within r_cut, `padded_sides`); the model
+then conserves energy in MD and gives ASE's calculator an energy, with the per-atom offset fitted to the data's
+energies.
 
 Writes to --workdir: model.npz (`unitary_enn.load_force_field(workdir)`, `unitary_enn.calculator.UENNCalculator(
 workdir)`), results.json (force RMSE per split and per species, the basis, the data), metrics.jsonl,
@@ -279,9 +285,11 @@ def _validate(config):
   checks.sizes("config.hidden", config.hidden, minimum=0)
   if config.forces not in FORCES:
     raise ValueError(f"config.forces must be one of {FORCES}, got {config.forces!r}")
-  if config.forces == "conservative":
-    raise NotImplementedError("config.forces='conservative' is not supported by this unitary_enn yet (the "
-                              "conservative model is its own issue); use config.forces='direct'")
+  if config.forces == "conservative" and config.linear_path:
+    raise ValueError("config.linear_path must be False for config.forces='conservative' (F = -grad E has no linear "
+                     "path); --config=experiments/configs/train_forces.py:conservative sets both")
+  if config.energy_weight < 0:
+    raise ValueError(f"config.energy_weight must be >= 0, got {config.energy_weight}")
   if config.cutoff not in ("cosine", "polynomial"):
     raise ValueError(f"config.cutoff must be 'cosine' or 'polynomial', got {config.cutoff!r}")
 
@@ -293,6 +301,33 @@ def per_species_rmse(predicted, target, species, symbols) -> dict:
     return {symbols[0]: force_rmse(predicted, target)}
   return {s: force_rmse(predicted[species == k], target[species == k]) for k, s in enumerate(symbols)
           if np.any(species == k)}
+
+
+def padded_sides(boxes, r_cut: float):
+  """The box side of every frame for the conservative model's pair lists, `(B,)` A: a periodic frame's own; for a
+  free cluster (side 0), 2 (extent + r_cut), where the minimum image of every pair is the pair itself and every
+  image lies farther than r_cut (so the periodic sums equal the free ones)."""
+  import numpy as np
+  return np.asarray([side if side > 0 else 2.0 * (float(np.ptp(pos, axis=0).max()) + r_cut)
+                     for side, pos in boxes.boxes()])
+
+
+def train_conservative(config, ds, bases, workdir, dtype) -> dict:
+  """Train the conservative model (F = -grad E) of experiments/many_body.py on the frames, with their energies
+  where every frame of a split has one; returns what `many_body.train_network` returns, plus results entries."""
+  from experiments import many_body
+  # Free clusters in a box large enough that the minimum image changes nothing (`padded_sides`).
+  boxed = {name: dataclasses.replace(s, box_sides=padded_sides(s, float(config.r_cut))) for name, s in ds.items()}
+  energies = {name: s.energies for name, s in ds.items()}
+  if energies["train"] is None and config.energy_weight:
+    print(f"train_forces: the training frames hold no energies (every frame needs one): energy_weight "
+          f"{config.energy_weight} not used, forces only", flush=True)
+    config.energy_weight = 0.0  # the caller's resolved copy
+  out = many_body.train_conservative(config, workdir, boxed, bases, "network", dtype, energies=energies,
+                                     label="train_forces")
+  extra = dict(out["extra"], energies_used=energies["train"] is not None)
+  return dict(model=out["model"], rmse=out["rmse"], predictions=out["predictions"], result=out["result"],
+              num_params=out["n_params"], sizes=out["sizes"], extra=extra)
 
 
 def train_and_evaluate(config, workdir: str, data: str | None = None, validation_data: str | None = None,
@@ -329,6 +364,9 @@ def train_and_evaluate(config, workdir: str, data: str | None = None, validation
   missing = sorted(set(symbols) - {s for f in sets["train"] for s in f.symbols.tolist()})
   if missing:
     raise ValueError(f"species {missing} occur in the validation or test data but not in the training data")
+  if config.forces == "conservative" and len(symbols) > 1:
+    raise ValueError(f"config.forces='conservative' takes one species for now; the data hold {list(symbols)}: "
+                     "use config.forces='direct' (the default), which takes several")
   b = derive_basis(config, all_frames)
   r_s = descriptors.radial_grid(b["r_s_start"], b["n_descriptors"], b["r_s_step"])
   basis = dict(r_s=r_s, eta=b["eta"], r_cut=b["r_cut"])
@@ -350,8 +388,11 @@ def train_and_evaluate(config, workdir: str, data: str | None = None, validation
   linear_rmse = {name: force_rmse(descriptors.apply_linear_force_map(linear_map, many_body.network_inputs(
       s, "network")), s.forces) for name, s in ds.items()}
   log(f"linear map of the descriptors: test force RMSE {linear_rmse['test']:.4g} eV/A")
-  net = many_body.train_network(resolved, ds, "network", bases, coef, workdir, dtype,
-                                "network" + (" with linear path" if coef is not None else ""))
+  if config.forces == "conservative":
+    net = train_conservative(resolved, ds, bases, workdir, dtype)
+  else:
+    net = many_body.train_network(resolved, ds, "network", bases, coef, workdir, dtype,
+                                  "network" + (" with linear path" if coef is not None else ""))
   model = dataclasses.replace(net["model"], species=symbols, info=dict(
       trained_by="experiments.train_forces", data=os.path.abspath(data), test_force_rmse=net["rmse"]["test"]))
   models.save_model(workdir, model)
@@ -370,7 +411,8 @@ def train_and_evaluate(config, workdir: str, data: str | None = None, validation
       frames_with_energy=sum(f.energy is not None for f in all_frames),
       test_force_rmse=net["rmse"]["test"], validation_force_rmse=net["rmse"]["validation"],
       train_force_rmse=net["rmse"]["train"], force_rmse_per_species=rmse_species, units="eV/A",
-      linear_map_force_rmse=linear_rmse, linear_path=bool(config.linear_path), kept_linear_map=net["kept_linear"],
+      linear_map_force_rmse=linear_rmse, linear_path=bool(config.linear_path),
+      kept_linear_map=net.get("kept_linear", False), **net.get("extra", {}),
       test_force_rms=float(np.sqrt(np.mean(test.forces ** 2))),
       basis=dict(r_cut=b["r_cut"], r_s_start=b["r_s_start"], r_s_step=b["r_s_step"], n_descriptors=len(r_s),
                  eta=b["eta"], cutoff=config.cutoff, derived_from_data=b["derived"]),
@@ -380,14 +422,17 @@ def train_and_evaluate(config, workdir: str, data: str | None = None, validation
       data_time_s=data_time, load_average=list(os.getloadavg()), config=config.to_dict(),
       versions=files.package_versions())
   files.write_json(os.path.join(workdir, RESULTS), results)
-  plots.plot_loss({"ENN" + (" + linear path" if coef is not None else ""): history},
+  plots.plot_loss({("conservative ENN" if config.forces == "conservative" else "ENN")
+                   + (" + linear path" if coef is not None else ""): history},
                   os.path.join(workdir, "figures", "loss.png"), title=f"train_forces, {'-'.join(symbols)}: loss")
   plots.plot_parity(test.forces, net["predictions"]["test"], os.path.join(workdir, "figures", "parity.png"),
                     rmse=net["rmse"]["test"], title=f"{'-'.join(symbols)}, test set, {len(test):,} atoms")
   per = ", ".join(f"{s} {v:.4f}" for s, v in rmse_species["test"].items())
+  e_test = results.get("test_energy_rmse_eV_per_atom")
   log(f"test force RMSE {net['rmse']['test']:.4f} eV/A ({per}; linear map {linear_rmse['test']:.4f}; force RMS "
-      f"{results['test_force_rms']:.3f}); model in {os.path.join(workdir, models.MODEL_FILE)}, results in "
-      f"{os.path.join(workdir, RESULTS)}")
+      f"{results['test_force_rms']:.3f})" + (f", test energy RMSE {e_test * 1e3:.2f} meV/atom" if e_test is not None
+                                             else "") + f"; model in {os.path.join(workdir, models.MODEL_FILE)}, "
+      f"results in {os.path.join(workdir, RESULTS)}")
   return results
 
 
