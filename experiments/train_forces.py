@@ -4,6 +4,8 @@ r"""Train a force model on your own data: any file ASE reads with forces (extend
   python -m experiments.train_forces --data=/tmp/cu.xyz --workdir=/tmp/cu_model
   python -m experiments.train_forces --data=train.xyz --validation_data=val.xyz --test_data=test.xyz
   python -m experiments.train_forces --data=FILE --config.r_cut=6.0 --config.steps=20000
+  python -m experiments.train_forces --data=/tmp/cu.xyz --config=experiments/configs/train_forces.py:conservative \
+      --workdir=/tmp/cu_cons_model                                       # F = -grad E, energies too (one species)
 
 Data: every frame of `ase.io.read(FILE, ":")` with forces (per-atom "forces" of the file, or its calculator's); one
 or several species; each frame a free cluster (pbc all False) or a cubic periodic cell (pbc all True, cell a *
