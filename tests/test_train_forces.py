@@ -21,16 +21,22 @@ from unitary_enn import models  # noqa: E402
 from unitary_enn.calculator import UENNCalculator  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def cuau(tmp_path_factory):
-  """A tiny Cu-Au EMT data set (periodic boxes and free clusters) and a model trained on it for a few steps."""
-  folder = tmp_path_factory.mktemp("cuau")
-  data = str(folder / "cuau.xyz")
-  train_forces.write_example_data(data, "CuAu", n_bulk=9, n_clusters=3, n_cells=3, seed=1)
-  config = train_forces_config.get_config("tiny")
+def _trained(tmp_path_factory, system: str, seed: int, variant: str) -> dict:
+  """A tiny EMT data set of `system` (9 periodic boxes, 3 free clusters, with energies) and a model of the config
+  `variant` trained on it for a few steps."""
+  folder = tmp_path_factory.mktemp(system.lower())
+  data = str(folder / f"{system.lower()}.xyz")
+  train_forces.write_example_data(data, system, n_bulk=9, n_clusters=3, n_cells=3, seed=seed)
+  config = train_forces_config.get_config(variant)
   workdir = str(folder / "model")
   results = train_forces.train_and_evaluate(config, workdir, data=data)
   return dict(data=data, workdir=workdir, results=results, config=config)
+
+
+@pytest.fixture(scope="module")
+def cuau(tmp_path_factory):
+  """Cu-Au data and a direct model of two species."""
+  return _trained(tmp_path_factory, "CuAu", 1, "tiny")
 
 
 def test_trains_two_species_and_writes_its_outputs(cuau):
@@ -137,14 +143,8 @@ def test_conservative_model_refuses_several_species(cuau, tmp_path):
 
 @pytest.fixture(scope="module")
 def cu_conservative(tmp_path_factory):
-  """A tiny Cu EMT data set (periodic boxes and free clusters, with energies) and a conservative model on it."""
-  folder = tmp_path_factory.mktemp("cu")
-  data = str(folder / "cu.xyz")
-  train_forces.write_example_data(data, "Cu", n_bulk=9, n_clusters=3, n_cells=3, seed=2)
-  config = train_forces_config.get_config("conservative_tiny")
-  workdir = str(folder / "model")
-  results = train_forces.train_and_evaluate(config, workdir, data=data)
-  return dict(data=data, workdir=workdir, results=results, config=config)
+  """Cu data and a conservative model (F = -grad E)."""
+  return _trained(tmp_path_factory, "Cu", 2, "conservative_tiny")
 
 
 def test_free_cluster_in_its_padded_box_has_its_free_space_descriptors():
