@@ -170,9 +170,12 @@ def train_conservative(config, workdir: str, ds: dict, bases: dict, net_basis: s
   if config.energy_weight and e_ref["train"] is None:
     raise ValueError(f"config.energy_weight = {config.energy_weight}, but the training boxes have no energies")
   counts = {name: split.counts.astype(np.float64) for name, split in ds.items()}
+
+  def per_atom(e):  # least squares over the training boxes: min_e0 sum_b (e_b - N_b e0)^2; 0 without energies
+    return 0.0 if e_ref["train"] is None else float(np.sum(counts["train"] * e) / np.sum(counts["train"] ** 2))
+
   # A per-atom reference off the energies the loss sees (for data whose energies are far from 0, e.g. DFT).
-  e_atom = 0.0 if e_ref["train"] is None else float(
-      np.sum(counts["train"] * e_ref["train"]) / np.sum(counts["train"] ** 2))
+  e_atom = per_atom(e_ref["train"])
   packed = {name: energy.pack_boxes(split, pairs[name], layout, force_scale=s_f, energy_scale=s_e,
                                     energies=None if e_ref[name] is None else e_ref[name] - counts[name] * e_atom,
                                     dtype=np.dtype(config.dtype))
@@ -215,11 +218,9 @@ def train_conservative(config, workdir: str, ds: dict, bases: dict, net_basis: s
     predictions[name], raw_e[name] = np.concatenate(f_all), np.asarray(e_all)
   rmse = {name: force_rmse(predictions[name], split.forces) for name, split in ds.items()}
   # Least-squares energy offset per atom on the training boxes: min sum_b (E_b - E_model_b - N_b e0)^2.
-  n_train = counts["train"]
-  offset = 0.0 if e_ref["train"] is None else float(
-      np.sum(n_train * (e_ref["train"] - raw_e["train"])) / np.sum(n_train ** 2))
+  offset = per_atom(None if e_ref["train"] is None else e_ref["train"] - raw_e["train"])
   e_rmse = {name: None if e_ref[name] is None else float(np.sqrt(np.mean(
-      ((raw_e[name] + split.counts * offset - e_ref[name]) / split.counts) ** 2))) for name, split in ds.items()}
+      ((raw_e[name] + counts[name] * offset - e_ref[name]) / counts[name]) ** 2))) for name in ds}
   scales = dict(inputs=s_d, targets=[s_f], energy=s_e, energy_offset=offset)
   if features:
     scales["feature_inputs"] = s_s
