@@ -3,7 +3,9 @@
   python docs/results/train_forces_conservative_cu/checks.py /tmp/cu_cons_model > checks.log          # the config's
   python docs/results/train_forces_conservative_cu/checks.py /tmp/cu_cons_cosine > checks_cosine.log   # cosine cutoff
 
-results.json / results_cosine.json: the two trainings' results.json; nve.log: README's NVE script.
+results.json / results_cosine.json: the two trainings' results.json; nve.log: the NVE script of README's first
+table (the total energy every 20 fs, its endpoints read as a drift; README now reads it every step with
+start_transient.py, whose logs and the other scripts' are beside this one).
 
 1. The model in float64 (its float32 weights, widened): -dE/dR along a path, F against the energy's differences
    by the trapezoid rule, and the largest force derivative met (steep spots).
