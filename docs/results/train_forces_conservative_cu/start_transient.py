@@ -78,11 +78,11 @@ for rattle in (0.0, 0.05):
       t0 = time.time()
       atoms = start(rattle)
       atoms.calc = calc
-      e = [atoms.get_total_energy() / len(atoms)]
+      e = []
       dyn = VelocityVerlet(atoms, timestep=dt * units.fs)
       dyn.attach(lambda: e.append(atoms.get_total_energy() / len(atoms)), interval=1)
-      dyn.run(int(4000 / dt))
-      e = np.asarray(e[1:]) * 1e3  # meV/atom; the observer also runs before the first step
+      dyn.run(int(4000 / dt))  # the observer runs before the first step too: e[0] is the start
+      e = np.asarray(e) * 1e3  # meV/atom
       k = int(100 / dt)
       rest = e[k:]
       print(f"{'rattled' if rattle else 'perfect'} start, {name}, dt {dt:g} fs: 4 ps end - start {e[-1] - e[0]:+.3f}; "
